@@ -1,0 +1,30 @@
+# make report : create .venv, install, run the smoke-scale suite, print the report's path
+# make test   : create .venv if missing, run the tests
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+SCALE   ?= smoke
+CORES   ?= all
+STAMP   := $(VENV)/.installed
+
+.PHONY: report test install clean-results
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	# torch first, alone: the pinned CPU build comes from the local wheel, and every later
+	# requirement that names torch is then already satisfied (no CUDA download).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --config scale=$(SCALE)
+	@echo "report: $(CURDIR)/results/$(SCALE)/report/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean-results:
+	rm -rf results/$(SCALE)
