@@ -1,0 +1,51 @@
+# optclaims: published claims about LLM training -> measured verdicts.
+#   snakemake --cores all                        smoke scale (CPU, plumbing only)
+#   snakemake --cores all --config scale=gpu     one H100, evidential at small-model scale
+#   snakemake --profile workflows/profiles/gpu
+# The config is validated (schema, then claims, corpus and every run config) before any job runs.
+import sys
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "workflows/config/config.yaml"
+
+
+validate(config, "workflows/schemas/config.schema.yaml")
+
+from optclaims.plan import build_plan
+from optclaims.runs import ConfigError, canonical_json
+
+try:
+    PLAN = build_plan(config)
+except ConfigError as err:
+    sys.exit(f"optclaims: {err}")
+
+SCALE = PLAN.scale
+SCALE_DIR = str(PLAN.scale_dir)
+DATA = str(PLAN.data_dir)
+SETTINGS = PLAN.settings
+
+
+wildcard_constraints:
+    run_id="[0-9a-f]{12}",
+    claim="[a-z][a-z0-9_]*",
+
+
+include: "workflows/data.smk"
+include: "workflows/train.smk"
+include: "workflows/eval.smk"
+include: "workflows/claims.smk"
+include: "workflows/report.smk"
+
+
+rule all:
+    input:
+        f"{SCALE_DIR}/report/index.html",
+    default_target: True
+
+
+onsuccess:
+    print(f"optclaims report: {SCALE_DIR}/report/index.html")

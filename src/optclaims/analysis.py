@@ -1,0 +1,115 @@
+"""The harness every claim's analysis runs in.
+
+``run_analysis`` loads the runs a claim needs, calls ``analyze(ctx)`` from
+reproductions/<claim>/analyze.py, and writes the claim outputs of DESIGN.md: verdict.json,
+table.csv and figures/. An analysis only computes; reading runs and writing files happen here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import read_json, write_json
+
+STATUSES = ("reproduced", "partially_reproduced", "not_reproduced", "inconclusive")
+
+
+@dataclass
+class Run:
+    run_id: str
+    config: dict
+    summary: dict
+    metrics: pd.DataFrame
+    eval: dict | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.summary["status"] != "ok"
+
+    @property
+    def final_val_loss(self) -> float:
+        """Diverged runs count as infinite loss (DESIGN.md, principles)."""
+        v = self.summary.get("final_val_loss")
+        return math.inf if self.diverged or v is None else v
+
+
+def load_run(run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    eval_path = run_dir / "eval.json"
+    return Run(run_dir.name, read_json(run_dir / "config.json"), read_json(run_dir / "summary.json"),
+               pd.read_parquet(run_dir / "metrics.parquet"),
+               read_json(eval_path) if eval_path.exists() else None)
+
+
+@dataclass
+class ClaimContext:
+    claim: str
+    spec: dict          # claim.yaml
+    scale: str
+    evidential: bool
+    runs: list[Run]
+    out_dir: Path
+    figures: list[dict] = field(default_factory=list)
+
+    @property
+    def scale_spec(self) -> dict:
+        return self.spec["scales"][self.scale]
+
+    @property
+    def thresholds(self) -> dict:
+        return self.spec.get("thresholds", {})
+
+    def save_figure(self, fig, name: str, caption: str) -> None:
+        """Save a matplotlib figure under figures/ and list it (with its caption) in the verdict."""
+        path = self.out_dir / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        self.figures.append({"file": f"figures/{name}.png", "caption": caption})
+
+    def verdict(self, status: str, measured: dict, summary: str, sub_claims: list[dict] = (), notes: list[str] = ()) -> dict:
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        return {
+            "claim": self.claim, "title": self.spec["title"], "source": self.spec["source"], "scale": self.scale,
+            "evidential": self.evidential, "status": status, "expected": self.spec["expected"],
+            "measured": measured, "criteria": self.spec["criteria"], "sub_claims": list(sub_claims),
+            "summary": summary, "notes": list(notes), "figures": self.figures,
+            "runs": [r.run_id for r in self.runs],
+        }
+
+
+def measured(value: float, low: float | None = None, high: float | None = None, unit: str | None = None, note: str | None = None) -> dict:
+    """One measured figure with its interval, JSON-safe (NaN and ∞ become null)."""
+    clean = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
+    out = {"value": clean(value), "low": clean(low), "high": clean(high), "unit": unit}
+    if note:
+        out["interval"] = note
+    return out
+
+
+def load_claim_module(claim: str, repro_dir: Path):
+    """reproductions/<claim>/analyze.py as a module (it defines ``analyze(ctx) -> (verdict, table)``)."""
+    path = Path(repro_dir) / claim / "analyze.py"
+    module_spec = importlib.util.spec_from_file_location(f"optclaims_repro_{claim}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs: list[Path],
+                 out_dir: Path, repro_dir: Path) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = ClaimContext(claim, spec, scale, evidential, [load_run(d) for d in run_dirs], out_dir)
+    verdict, table = load_claim_module(claim, repro_dir).analyze(ctx)
+    tmp = out_dir / "table.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(out_dir / "table.csv")
+    write_json(out_dir / "verdict.json", verdict)
+    return verdict

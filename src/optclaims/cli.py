@@ -1,0 +1,184 @@
+"""`optclaims`: one subcommand per workflow stage. The Snakemake rules call these and stay thin;
+each also works by hand (``optclaims train --config run.json --data DIR --out DIR``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .runs import ConfigError, make_run_config, read_json, run_id
+
+
+def _corpus(a):
+    from .data.corpus import build_corpus
+
+    m = build_corpus(a.spec, Path(a.out), max_bytes=a.max_bytes, val_fraction=a.val_fraction)
+    print(f"corpus {a.spec}: {m['n_files']} files, {m['n_bytes']} bytes, hash {m['hash'][:12]}")
+
+
+def _tokenizer(a):
+    from .data.tokenizer import train_tokenizer
+
+    train_tokenizer(Path(a.corpus), Path(a.out), vocab_size=a.vocab_size)
+
+
+def _tokenize(a):
+    from .data.shards import tokenize_corpus
+
+    meta = tokenize_corpus(Path(a.corpus), Path(a.tokenizer), Path(a.out))
+    print(json.dumps({k: v["n_tokens"] for k, v in meta["splits"].items()}))
+
+
+def _train(a):
+    fields = json.loads(a.config_json) if a.config_json else read_json(a.config)
+    cfg = make_run_config(fields)
+    out = Path(a.out) if a.out else Path("results") / "runs" / run_id(cfg)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    from .train import train_run
+
+    s = train_run(cfg, out, Path(a.data))
+    print(f"run {s['run_id']}: {s['status']}, val loss {s['final_val_loss']}, {s['tokens_per_s'] or 0:.0f} tokens/s -> {out}")
+
+
+def _tasks(a):
+    from .evaluate.tasks import build_tasks
+
+    build_tasks(Path(a.val), Path(a.out), n_docs=a.n_docs, n_cloze=a.n_cloze)
+
+
+def _eval(a):
+    from .evaluate.run import evaluate_run
+
+    data = Path(a.data)
+    evaluate_run(Path(a.run), data / "tokenizer.json", Path(a.tasks_dir), a.tasks, Path(a.out), limit=a.limit,
+                 device=a.device, batch_size=a.batch_size, hub_tasks=a.hub_tasks)
+
+
+def _analyze(a):
+    from .analysis import run_analysis
+    from .claims import load_claim
+
+    spec = load_claim(a.claim, Path(a.repro_dir))
+    runs_dir = Path(a.scale_dir) / "runs"
+    v = run_analysis(a.claim, spec, a.scale, a.evidential, [runs_dir / r for r in a.runs],
+                     Path(a.scale_dir) / "claims" / a.claim, Path(a.repro_dir))
+    print(f"{a.claim} ({a.scale}): {v['status']}")
+
+
+def _report(a):
+    from .report import build_report
+
+    html, _ = build_report(Path(a.scale_dir), Path(a.out) if a.out else None)
+    print(html)
+
+
+def _plan(a):
+    import yaml
+
+    from .plan import build_plan
+
+    config = yaml.safe_load(Path(a.config).read_text())
+    for kv in a.set or []:
+        key, _, value = kv.partition("=")
+        config[key] = yaml.safe_load(value)
+    plan = build_plan(config, Path(a.repro_dir))
+    print(json.dumps({"scale": plan.scale, "data_id": plan.data.data_id, "claims": plan.claims,
+                      "runs": plan.runs}, indent=2))
+
+
+def _csv(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="optclaims", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("corpus", help="build a corpus: train/val documents and a manifest")
+    c.add_argument("--spec", default="pycode", help="pycode | hf:<dataset>[:<config>] | files:<glob>")
+    c.add_argument("--max-bytes", type=int)
+    c.add_argument("--val-fraction", type=float, default=0.1)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_corpus)
+
+    c = sub.add_parser("tokenizer", help="train a byte-level BPE on a corpus's train split")
+    c.add_argument("--corpus", required=True)
+    c.add_argument("--vocab-size", type=int, default=8192)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_tokenizer)
+
+    c = sub.add_parser("tokenize", help="write token shards for training")
+    c.add_argument("--corpus", required=True)
+    c.add_argument("--tokenizer", required=True)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_tokenize)
+
+    c = sub.add_parser("train", help="train one run from its config")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--config", help="run config JSON file")
+    g.add_argument("--config-json", help="run config as a JSON string")
+    c.add_argument("--data", required=True, help="data directory (tokens/ inside)")
+    c.add_argument("--out", help="run directory (default results/runs/<run_id>)")
+    c.add_argument("--threads", type=int)
+    c.set_defaults(func=_train)
+
+    c = sub.add_parser("tasks", help="build the local lm-eval tasks from a held-out split")
+    c.add_argument("--val", required=True, help="val.jsonl of a corpus")
+    c.add_argument("--out", required=True)
+    c.add_argument("--n-docs", type=int, default=100)
+    c.add_argument("--n-cloze", type=int, default=200)
+    c.set_defaults(func=_tasks)
+
+    c = sub.add_parser("eval", help="evaluate a trained run with lm-evaluation-harness")
+    c.add_argument("--run", required=True)
+    c.add_argument("--data", required=True)
+    c.add_argument("--tasks-dir", required=True)
+    c.add_argument("--tasks", type=_csv, default=["optclaims_ppl", "optclaims_cloze"])
+    c.add_argument("--hub-tasks", type=_csv, default=[])
+    c.add_argument("--limit", type=int)
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_eval)
+
+    c = sub.add_parser("analyze", help="analyse a claim from its runs; writes verdict.json, table.csv, figures/")
+    c.add_argument("claim")
+    c.add_argument("--scale", required=True)
+    c.add_argument("--scale-dir", required=True)
+    c.add_argument("--runs", nargs="+", required=True)
+    c.add_argument("--evidential", action="store_true")
+    c.add_argument("--repro-dir", default="reproductions")
+    c.set_defaults(func=_analyze)
+
+    c = sub.add_parser("report", help="build the report of one scale")
+    c.add_argument("--scale-dir", required=True)
+    c.add_argument("--out")
+    c.set_defaults(func=_report)
+
+    c = sub.add_parser("plan", help="print the runs a workflow config asks for")
+    c.add_argument("--config", default="workflows/config/config.yaml")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.add_argument("--repro-dir", default="reproductions")
+    c.set_defaults(func=_plan)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"optclaims {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

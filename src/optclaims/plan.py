@@ -1,0 +1,78 @@
+"""The plan of a workflow: from the validated workflow config to the data set, the runs (by run_id)
+and the runs each claim needs. The Snakefile builds it once at parse time, so a bad claim, corpus
+or run field stops the workflow before any job starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim
+from .data.corpus import parse_corpus_spec
+from .runs import ConfigError, run_id, run_schema
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    corpus: str
+    max_bytes: int | None
+    val_fraction: float
+    vocab_size: int
+
+    @property
+    def data_id(self) -> str:
+        """Readable and unique: corpus slug, vocabulary, and a hash of everything that shapes the tokens."""
+        digest = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.corpus).strip("-")[:32]
+        return f"{slug}-v{self.vocab_size}-{digest}"
+
+
+@dataclass
+class Plan:
+    scale: str
+    scale_dir: Path
+    settings: dict
+    data: DataSpec
+    runs: dict[str, dict] = field(default_factory=dict)
+    claims: dict[str, list[str]] = field(default_factory=dict)
+    claim_specs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.scale_dir / "data" / self.data.data_id
+
+
+def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
+    scale = config["scale"]
+    if scale not in config["scales"]:
+        raise ConfigError(f"unknown scale {scale!r} (known: {', '.join(config['scales'])})")
+    settings = config["scales"][scale]
+    spec = config.get("corpus") or settings["corpus"]["spec"]
+    try:
+        parse_corpus_spec(spec)
+    except ValueError as e:
+        raise ConfigError(f"invalid corpus = {spec!r}: {e}") from None
+    data = DataSpec(spec, settings["corpus"].get("max_bytes"), settings["corpus"].get("val_fraction", 0.1),
+                    settings["tokenizer"].get("vocab_size", 8192))
+
+    overrides = dict(config.get("run_overrides") or {})
+    known = run_schema()["properties"]
+    for key in overrides:
+        if key not in known or key in ("data", "vocab_size"):
+            raise ConfigError(f"invalid run_overrides: unknown run field {key!r}")
+    common = {**overrides, "data": data.data_id, "vocab_size": data.vocab_size}
+
+    plan = Plan(scale, Path(config["results_dir"]) / scale, settings, data)
+    for claim in config["claims"]:
+        spec_ = load_claim(claim, repro_dir)
+        ids = []
+        for cfg in claim_run_configs(spec_, scale, common):
+            rid = run_id(cfg)
+            plan.runs[rid] = cfg
+            ids.append(rid)
+        plan.claims[claim] = ids
+        plan.claim_specs[claim] = spec_
+    return plan

@@ -1,0 +1,94 @@
+"""Run configs and run directories.
+
+A run config is a flat mapping (DESIGN.md "Contracts"). Defaults are filled in before hashing, so
+two claims that ask for the same run by different spellings share one run_id and one training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+
+RUN_DEFAULTS: dict = {
+    "mlp_ratio": 4.0,
+    "init_std": 0.02,
+    "parametrization": "sp",
+    "beta1": 0.9,
+    "beta2": 0.95,
+    "eps": 1e-8,
+    "weight_decay": 0.1,
+    "schedule": "cosine",
+    "warmup_steps": 0,
+    "decay_frac": 0.2,
+    "min_lr_ratio": 0.1,
+    "clip": 1.0,
+    "log_every": 10,
+    "eval_every": 100,
+    "val_batches": 8,
+    "ckpt_every": 100,
+    "divergence_ratio": 3.0,
+    "device": "auto",
+    "dtype": "auto",
+    "compile": "auto",
+}
+
+
+class ConfigError(ValueError):
+    """A config that names an unknown thing or holds an invalid value; says which key and value."""
+
+
+def run_schema() -> dict:
+    return json.loads(resources.files("optclaims").joinpath("schemas/run.schema.json").read_text())
+
+
+def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
+    key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    value = err.instance if err.absolute_path else None
+    shown = f" = {json.dumps(value)}" if value is not None else ""
+    return f"invalid {where}: {key}{shown}: {err.message}"
+
+
+def make_run_config(fields: dict) -> dict:
+    """Defaults + fields, validated; raises ConfigError naming the first bad key and value."""
+    cfg = {**RUN_DEFAULTS, **fields}
+    validator = jsonschema.Draft202012Validator(run_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(schema_error_message(errors[0], "run config"))
+    if cfg["d_model"] % cfg["n_heads"]:
+        raise ConfigError(f"invalid run config: d_model = {cfg['d_model']} is not divisible by n_heads = {cfg['n_heads']}")
+    if cfg["warmup_steps"] >= cfg["steps"]:
+        raise ConfigError(f"invalid run config: warmup_steps = {cfg['warmup_steps']} must be below steps = {cfg['steps']}")
+    return cfg
+
+
+def canonical_json(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+
+
+def run_id(cfg: dict) -> str:
+    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()[:12]
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a reader (or Snakemake) never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(o):
+    if hasattr(o, "item"):  # numpy / torch scalars
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

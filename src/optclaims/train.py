@@ -1,0 +1,222 @@
+"""One run: a run config in, the run outputs of DESIGN.md out.
+
+``train_run`` resumes from ``train_state.pt`` when one is there: batches depend only on
+(seed, step), so a resumed run repeats the uninterrupted one exactly. On CUDA the step loop never
+waits for the device except at log intervals: per-step loss, gradient norm and clip flag are
+written into device buffers and copied to the host every ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import checkpoint
+from .data.shards import TokenShard
+from .model import GPT, GPTConfig, flops_per_token
+from .optim import adam_update_rms, build_optimizer, build_scheduler
+from .optim.schedules import lr_lambda
+from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
+from .runs import read_json, run_id, write_json
+
+MODEL_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "init_std")
+
+
+class _Stop(Exception):
+    """Raised by the ``stop_at`` test hook: ends the process's work as a kill would."""
+
+
+def model_config(cfg: dict) -> GPTConfig:
+    return GPTConfig(**{k: cfg[k] for k in MODEL_KEYS})
+
+
+def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
+    """(device, autocast dtype or None, compile?) from the config's "auto" choices."""
+    want = cfg["device"]
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("run config asks for device 'cuda' but no CUDA device is available")
+    device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
+    dtype = {"float32": None, "bfloat16": torch.bfloat16}.get(cfg["dtype"], torch.bfloat16 if device.type == "cuda" else None)
+    compile_ = device.type == "cuda" if cfg["compile"] == "auto" else bool(cfg["compile"])
+    return device, dtype, compile_
+
+
+@torch.no_grad()
+def validation_loss(model, batches, device, autocast) -> float:
+    model.eval()
+    total = torch.zeros((), device=device)
+    for x, y in batches:
+        with autocast():
+            total += model(x.to(device), y.to(device))[1].float()
+    model.train()
+    return (total / len(batches)).item()
+
+
+def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None = None) -> dict:
+    out_dir, data_dir = Path(out_dir), Path(data_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _claim_run_dir(cfg, out_dir)
+
+    train_data, val_data = TokenShard(data_dir / "tokens", "train"), TokenShard(data_dir / "tokens", "val")
+    vocab = read_json(data_dir / "tokens" / "shards.json")["vocab_size"]
+    if vocab != cfg["vocab_size"]:
+        raise ValueError(f"run config vocab_size = {cfg['vocab_size']} but the token shards in {data_dir} have {vocab}")
+
+    device, amp_dtype, compile_ = resolve_runtime(cfg)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    torch.manual_seed(cfg["seed"])
+    model = GPT(model_config(cfg)).to(device)
+    optimizer = build_optimizer(model, cfg, device.type)
+    scheduler = build_scheduler(optimizer, cfg)
+    rows: list[dict] = []
+    start, elapsed_before = 0, 0.0
+    state = checkpoint.load_train_state(out_dir / checkpoint.STATE_FILE)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, rows, elapsed_before = state["step"], state["rows"], state["elapsed"]
+    step_model = torch.compile(model) if compile_ else model
+    params = [p for p in model.parameters()]
+    val_batches = val_data.eval_batches(cfg["val_batches"], cfg["batch_size"], cfg["seq_len"])
+
+    steps, tokens_per_step = cfg["steps"], cfg["batch_size"] * cfg["seq_len"]
+    clip = cfg["clip"] if cfg["clip"] is not None else math.inf
+    losses = torch.zeros(steps, device=device)
+    norms = torch.zeros(steps, device=device)
+    lr_at = lr_lambda(cfg)
+    first_loss = rows[0]["train_loss"] if rows else None
+    status, flushed = "ok", start
+    timer = _Throughput(device)
+
+    def flush(upto: int) -> bool:
+        """Copy buffered step metrics to host rows; False when the run has diverged."""
+        nonlocal flushed, first_loss
+        loss_host, norm_host = losses[flushed:upto].tolist(), norms[flushed:upto].tolist()
+        for i, (loss, norm) in enumerate(zip(loss_host, norm_host)):
+            s = flushed + i
+            rows.append({"step": s + 1, "tokens": (s + 1) * tokens_per_step, "lr": cfg["lr"] * lr_at(s),
+                         "train_loss": loss, "grad_norm": norm, "clipped": norm > clip})
+        flushed = upto
+        if first_loss is None and rows:
+            first_loss = rows[0]["train_loss"]
+        rows[-1].update({f"update_rms_{k}": v for k, v in adam_update_rms(optimizer).items()})
+        return all(math.isfinite(v) and v < cfg["divergence_ratio"] * first_loss for v in loss_host)
+
+    model.train()
+    for s in range(start, steps):
+        x, y = train_data.batch(s, cfg["batch_size"], cfg["seq_len"], cfg["seed"])
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast():
+            _, loss = step_model(x, y)
+        loss.backward()
+        # pre-clip global norm, fp32, exactly as clip_grad_norm_ computes it; inf clip = measure only
+        norms[s] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        losses[s] = loss.detach()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = s + 1
+        if done % cfg["log_every"] == 0 or done == steps:
+            if not flush(done):
+                status = "diverged"
+                break
+            timer.mark(done * tokens_per_step)
+        if done % cfg["eval_every"] == 0 and done < steps:
+            rows[-1]["val_loss"] = validation_loss(model, val_batches, device, autocast)
+        if done % cfg["ckpt_every"] == 0 and done < steps:
+            checkpoint.save_train_state({"step": done, "rows": rows, "elapsed": elapsed_before + timer.elapsed(),
+                                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict()}, out_dir / checkpoint.STATE_FILE)
+        if stop_at is not None and done >= stop_at:
+            raise _Stop(f"stopped at step {done} (test hook)")
+
+    val_loss = validation_loss(model, val_batches, device, autocast) if status == "ok" else None
+    if status == "ok" and not math.isfinite(val_loss):
+        status, val_loss = "diverged", None
+    if val_loss is not None:
+        rows[-1]["val_loss"] = val_loss
+
+    n_matmul = model.num_params()
+    fpt = flops_per_token(model.cfg, n_matmul)
+    tokens = rows[-1]["tokens"] if rows else 0
+    tps = timer.tokens_per_second()
+    peak = bf16_peak_flops(device)
+    last = [r["train_loss"] for r in rows[-10:]]
+    summary = {
+        "run_id": run_id(cfg),
+        "status": status,
+        "steps": rows[-1]["step"] if rows else 0,
+        "final_train_loss": sum(last) / len(last) if status == "ok" else None,
+        "final_val_loss": val_loss,
+        "val_bpb": val_loss / math.log(2) / val_data.bytes_per_token if val_loss is not None else None,
+        "tokens": tokens,
+        "n_params": model.num_params(include_embeddings=True),
+        "n_params_matmul": n_matmul,
+        "flops_per_token": fpt,
+        "flops": fpt * tokens,
+        "wall_seconds": elapsed_before + timer.elapsed(),
+        "tokens_per_s": tps,
+        "mfu": fpt * tps / peak if peak and tps else None,
+        "device": device_name(device),
+        "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
+        "compiled": compile_,
+        "resumed_from_step": start or None,
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+    }
+    checkpoint.save_model(model, out_dir / checkpoint.MODEL_FILE)
+    _write_parquet(pd.DataFrame(rows), out_dir / "metrics.parquet")
+    write_json(out_dir / "summary.json", summary)  # written last: its presence marks a finished run
+    (out_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
+    return summary
+
+
+def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
+    """Write config.json, refusing a directory that already holds a different run."""
+    path = out_dir / "config.json"
+    if path.exists() and read_json(path) != cfg:
+        raise ValueError(f"{out_dir} already holds a run with a different config; refusing to overwrite it")
+    write_json(path, cfg)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+class _Throughput:
+    """Tokens/s over the steps after the first logged interval (which holds compilation and warm-up)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.t0 = device, time.perf_counter()
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int] | None = None
+
+    def mark(self, tokens: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        point = (time.perf_counter(), tokens)
+        self.first = self.first or point
+        self.last = point
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def tokens_per_second(self) -> float | None:
+        if self.first and self.last and self.last[1] > self.first[1]:
+            return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+        if self.last:  # a single interval: include the warm-up rather than report nothing
+            return self.last[1] / (self.last[0] - self.t0)
+        return None

@@ -1,0 +1,78 @@
+"""Bad input is refused before any work, with a message naming the key and the value."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from optclaims.plan import build_plan
+from optclaims.runs import ConfigError, make_run_config, run_id
+
+ROOT = Path(__file__).resolve().parents[1]
+REPRO = ROOT / "reproductions"
+
+
+def base_run(**kw):
+    return {"data": "d", "vocab_size": 50, "d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 8,
+            "optimizer": "adamw", "lr": 1e-3, "steps": 20, "batch_size": 2, "seed": 0, **kw}
+
+
+@pytest.fixture
+def workflow_config():
+    return yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("lr", -0.1, "lr = -0.1"),
+    ("lr", 0, "lr = 0"),
+    ("steps", 0, "steps = 0"),
+    ("optimizer", "sgd9", 'optimizer = "sgd9"'),
+    ("beta2", 1.0, "beta2 = 1.0"),
+    ("clip", -1, "clip = -1"),
+    ("schedule", "linear", 'schedule = "linear"'),
+])
+def test_run_config_refusals_name_key_and_value(field, value, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        make_run_config(base_run(**{field: value}))
+
+
+def test_unknown_run_field_is_refused():
+    with pytest.raises(ConfigError, match="learning_rate"):
+        make_run_config(base_run(learning_rate=1e-3))
+
+
+def test_run_id_is_stable_and_defaults_are_filled_before_hashing():
+    a = make_run_config(base_run())
+    b = make_run_config(base_run(beta1=0.9))  # the default, spelled out
+    assert run_id(a) == run_id(b) and len(run_id(a)) == 12
+    assert run_id(make_run_config(base_run(lr=2e-3))) != run_id(a)
+
+
+def test_plan_expands_the_claims_grid(workflow_config):
+    plan = build_plan(workflow_config, REPRO)
+    runs = [plan.runs[r] for r in plan.claims["adam_update_rms"]]
+    assert {(r["beta1"], r["beta2"]) for r in runs} == {(b1, b2) for b1 in (0.8, 0.9, 0.95) for b2 in (0.95, 0.999)}
+    assert all(r["data"] == plan.data.data_id for r in runs)
+
+
+def test_plan_refuses_unknown_claim(workflow_config):
+    workflow_config["claims"] = ["adam_update_rms", "free_lunch"]
+    with pytest.raises(ConfigError, match="unknown claim 'free_lunch'"):
+        build_plan(workflow_config, REPRO)
+
+
+def test_plan_refuses_bad_corpus(workflow_config):
+    workflow_config["corpus"] = "ftp:somewhere"
+    with pytest.raises(ConfigError, match="corpus = 'ftp:somewhere'"):
+        build_plan(workflow_config, REPRO)
+
+
+def test_plan_refuses_bad_override_value_and_unknown_override(workflow_config):
+    bad = copy.deepcopy(workflow_config)
+    bad["run_overrides"] = {"lr": -1}
+    with pytest.raises(ConfigError, match="lr = -1"):
+        build_plan(bad, REPRO)
+    workflow_config["run_overrides"] = {"lr_typo": 1}
+    with pytest.raises(ConfigError, match="lr_typo"):
+        build_plan(workflow_config, REPRO)

@@ -1,0 +1,67 @@
+# corpus -> tokenizer -> token shards, and the local lm-eval tasks from the held-out split.
+
+
+rule corpus:
+    output:
+        train=f"{DATA}/corpus/train.jsonl",
+        val=f"{DATA}/corpus/val.jsonl",
+        manifest=f"{DATA}/corpus/manifest.json",
+    params:
+        spec=PLAN.data.corpus,
+        max_bytes=f"--max-bytes {PLAN.data.max_bytes}" if PLAN.data.max_bytes else "",
+        val_fraction=PLAN.data.val_fraction,
+    log:
+        f"{SCALE_DIR}/logs/corpus.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/corpus/{PLAN.data.data_id}.tsv"
+    shell:
+        "optclaims corpus --spec {params.spec:q} {params.max_bytes} --val-fraction {params.val_fraction}"
+        " --out {DATA}/corpus > {log} 2>&1"
+
+
+rule tokenizer:
+    input:
+        rules.corpus.output.train,
+    output:
+        f"{DATA}/tokenizer.json",
+    params:
+        vocab_size=PLAN.data.vocab_size,
+    log:
+        f"{SCALE_DIR}/logs/tokenizer.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/tokenizer/{PLAN.data.data_id}.tsv"
+    shell:
+        "optclaims tokenizer --corpus {DATA}/corpus --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+
+
+rule tokenize:
+    input:
+        train=rules.corpus.output.train,
+        val=rules.corpus.output.val,
+        tokenizer=rules.tokenizer.output,
+    output:
+        train=f"{DATA}/tokens/train.bin",
+        val=f"{DATA}/tokens/val.bin",
+        meta=f"{DATA}/tokens/shards.json",
+    log:
+        f"{SCALE_DIR}/logs/tokenize.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/tokenize/{PLAN.data.data_id}.tsv"
+    shell:
+        "optclaims tokenize --corpus {DATA}/corpus --tokenizer {input.tokenizer} --out {DATA}/tokens > {log} 2>&1"
+
+
+rule eval_tasks:
+    input:
+        rules.corpus.output.val,
+    output:
+        directory(f"{DATA}/tasks"),
+    params:
+        n_docs=SETTINGS["eval"]["n_docs"],
+        n_cloze=SETTINGS["eval"]["n_cloze"],
+    log:
+        f"{SCALE_DIR}/logs/eval_tasks.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/eval_tasks/{PLAN.data.data_id}.tsv"
+    shell:
+        "optclaims tasks --val {input} --out {output} --n-docs {params.n_docs} --n-cloze {params.n_cloze} > {log} 2>&1"

@@ -1,0 +1,27 @@
+# lm-evaluation-harness on every trained run, on the local tasks (plus hub tasks, if named).
+
+
+rule evaluate:
+    input:
+        summary=f"{SCALE_DIR}/runs/{{run_id}}/summary.json",
+        model=f"{SCALE_DIR}/runs/{{run_id}}/model.safetensors",
+        tokenizer=rules.tokenizer.output,
+        tasks=rules.eval_tasks.output,
+    output:
+        f"{SCALE_DIR}/runs/{{run_id}}/eval.json",
+    params:
+        run=lambda wc: f"{SCALE_DIR}/runs/{wc.run_id}",
+        tasks=",".join(SETTINGS["eval"]["tasks"]),
+        hub=",".join(SETTINGS["eval"].get("hub_tasks", [])),
+        limit=f"--limit {SETTINGS['eval']['limit']}" if SETTINGS["eval"].get("limit") else "",
+        device=SETTINGS["eval"].get("device", "cpu"),
+        batch_size=SETTINGS["eval"].get("batch_size", 16),
+    threads: SETTINGS["train"].get("threads", 1)
+    log:
+        f"{SCALE_DIR}/logs/eval/{{run_id}}.log",
+    benchmark:
+        f"{SCALE_DIR}/benchmarks/evaluate/{{run_id}}.tsv"
+    shell:
+        "OMP_NUM_THREADS={threads} optclaims eval --run {params.run} --data {DATA} --tasks-dir {input.tasks}"
+        " --tasks {params.tasks} --hub-tasks '{params.hub}' {params.limit} --device {params.device}"
+        " --batch-size {params.batch_size} --out {output} > {log} 2>&1"

@@ -1,0 +1,34 @@
+# Provenance of the whole workflow, then the paper-style report (self-contained HTML + Markdown).
+
+
+localrules:
+    provenance,
+    report,
+
+
+rule provenance:
+    input:
+        expand(f"{SCALE_DIR}/claims/{{claim}}/verdict.json", claim=PLAN.claims),
+    output:
+        f"{SCALE_DIR}/provenance.json",
+    params:
+        config=config,
+    run:
+        from optclaims.provenance import workflow_provenance
+        from optclaims.runs import write_json
+
+        write_json(output[0], workflow_provenance(params.config, SCALE))
+
+
+rule report:
+    input:
+        verdicts=expand(f"{SCALE_DIR}/claims/{{claim}}/verdict.json", claim=PLAN.claims),
+        tables=expand(f"{SCALE_DIR}/claims/{{claim}}/table.csv", claim=PLAN.claims),
+        provenance=rules.provenance.output,
+    output:
+        html=report(f"{SCALE_DIR}/report/index.html", caption="report/caption.rst", category="Report"),
+        md=f"{SCALE_DIR}/report/report.md",
+    log:
+        f"{SCALE_DIR}/logs/report.log",
+    shell:
+        "optclaims report --scale-dir {SCALE_DIR} > {log} 2>&1"
