@@ -174,10 +174,12 @@ def plot_runs(ctx, table: pd.DataFrame) -> None:
         frames.append(pd.DataFrame({"step": m.step, "update RMS (hidden)": m.update_rms_hidden,
                                     "β1": run.config["beta1"], "β2": run.config["beta2"], "seed": run.config["seed"]}))
     curves = pd.concat(frames)
+    beta1s = sorted(curves["β1"].unique())
+    colors = dict(zip(beta1s, sns.color_palette("deep", len(beta1s))))
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    sns.lineplot(data=curves, x="step", y="update RMS (hidden)", hue="β1", style="β2", palette="viridis", ax=ax, errorbar=None)
-    for b1, color in zip(sorted(curves["β1"].unique()), sns.color_palette("viridis", curves["β1"].nunique())):
-        ax.axhline(float(mean_field_rms(b1)), color=color, ls=":", lw=1)
+    sns.lineplot(data=curves, x="step", y="update RMS (hidden)", hue="β1", style="β2", palette=colors, ax=ax, errorbar=None)
+    for b1 in beta1s:
+        ax.axhline(float(mean_field_rms(b1)), color=colors[b1], ls=":", lw=1)
     ax.axvline(ctx.runs[0].config["warmup_steps"], color="grey", lw=0.8)
     ctx.save_figure(fig, "runs_rms", "Update RMS of the hidden matrices during training (mean over matrices, from "
                     "AdamW's state), dotted: the zero-signal mean field per β1; grey line: end of warm-up.")
@@ -188,7 +190,7 @@ def plot_runs(ctx, table: pd.DataFrame) -> None:
     b1 = np.linspace(0.75, 0.97, 100)
     ax.plot(b1, mean_field_rms(b1), color="black", lw=1, label="mean field (zero signal)")
     sns.pointplot(data=ok, x="beta1", y="rms_hidden", hue="beta2", native_scale=True, ax=ax, linestyle="none",
-                  palette="rocket", dodge=0.004, errorbar=("pi", 100))
+                  palette="deep", dodge=0.004, errorbar=("pi", 100))
     ax.set_xlabel("β1")
     ax.set_ylabel("steady-state update RMS")
     ax.legend(title="β2 (runs)", fontsize=8)

@@ -48,19 +48,22 @@ def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
 
 @torch.no_grad()
 def validation_loss(model, batches, device, autocast) -> float:
+    """Mean loss per token over the fixed validation windows (the last batch may be short)."""
     model.eval()
     total = torch.zeros((), device=device)
     for x, y in batches:
         with autocast():
-            total += model(x.to(device), y.to(device))[1].float()
+            total += model(x.to(device), y.to(device))[1].float() * y.numel()
     model.train()
-    return (total / len(batches)).item()
+    return (total / sum(y.numel() for _, y in batches)).item()
 
 
 def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None = None) -> dict:
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _claim_run_dir(cfg, out_dir)
+    if (out_dir / "summary.json").exists():  # finished before: never retrain over results
+        return read_json(out_dir / "summary.json")
 
     train_data, val_data = TokenShard(data_dir / "tokens", "train"), TokenShard(data_dir / "tokens", "val")
     vocab = read_json(data_dir / "tokens" / "shards.json")["vocab_size"]

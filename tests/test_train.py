@@ -1,0 +1,86 @@
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from optclaims.checkpoint import MODEL_FILE, STATE_FILE, load_model
+from optclaims.train import _Stop, train_run
+
+
+def test_run_writes_the_contracted_outputs(tiny_data, tiny_run, tmp_path):
+    cfg = tiny_run()
+    s = train_run(cfg, tmp_path / "run", tiny_data)
+    out = tmp_path / "run"
+    assert {p.name for p in out.iterdir()} == {"config.json", "summary.json", "metrics.parquet", MODEL_FILE}
+    assert s["status"] == "ok" and s["steps"] == 30 and s["tokens"] == 30 * 4 * 32
+    assert s["final_val_loss"] < math.log(320)  # it learned something
+    assert s["val_bpb"] > 0 and s["flops"] == s["flops_per_token"] * s["tokens"] and s["tokens_per_s"] > 0
+    assert s["mfu"] is None  # no peak is known for a CPU
+    m = pd.read_parquet(out / "metrics.parquet")
+    assert len(m) == 30 and m.step.tolist() == list(range(1, 31))
+    assert {"tokens", "lr", "train_loss", "grad_norm", "clipped", "update_rms_hidden", "update_rms_embed",
+            "update_rms_readout", "update_rms_gains", "val_loss"} <= set(m.columns)
+    assert m.update_rms_hidden.notna().sum() == 6  # every log_every steps
+    assert m.val_loss.notna().sum() == 3  # steps 10, 20 and the final evaluation
+    assert m.grad_norm.gt(0).all()
+    model = load_model(out / MODEL_FILE)
+    assert model.cfg.d_model == 32
+
+
+def test_clipping_uses_the_pre_clip_norm(tiny_data, tiny_run, tmp_path):
+    s = train_run(tiny_run(clip=1e-3, steps=10), tmp_path / "run", tiny_data)
+    m = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert s["status"] == "ok" and m.clipped.all() and (m.grad_norm > 1e-3).all()
+
+
+def test_killed_run_resumes_to_the_same_final_loss(tiny_data, tiny_run, tmp_path):
+    cfg = tiny_run()
+    whole = train_run(cfg, tmp_path / "whole", tiny_data)
+    with pytest.raises(_Stop):  # dies at step 15: the checkpoint at step 10 survives, steps 11-15 are lost
+        train_run(cfg, tmp_path / "split", tiny_data, stop_at=15)
+    assert (tmp_path / "split" / STATE_FILE).exists() and not (tmp_path / "split" / "summary.json").exists()
+    resumed = train_run(cfg, tmp_path / "split", tiny_data)
+    assert resumed["resumed_from_step"] == 10
+    assert resumed["final_val_loss"] == whole["final_val_loss"]
+    assert resumed["final_train_loss"] == whole["final_train_loss"]
+    a = pd.read_parquet(tmp_path / "whole" / "metrics.parquet")
+    b = pd.read_parquet(tmp_path / "split" / "metrics.parquet")
+    pd.testing.assert_series_equal(a.train_loss, b.train_loss)
+    assert not (tmp_path / "split" / STATE_FILE).exists()
+
+
+def test_divergence_is_a_result_not_a_crash(tiny_data, tiny_run, tmp_path):
+    """An absurd learning rate without clipping: status diverged, exit code 0, outputs written."""
+    cfg = tiny_run(lr=1e4, clip=None, warmup_steps=0, steps=40)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "optclaims.cli", "train", "--config", str(tmp_path / "cfg.json"),
+                           "--data", str(tiny_data), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "diverged" and s["final_val_loss"] is None and s["steps"] < 40
+    assert (out / "metrics.parquet").exists()
+
+
+def test_a_run_dir_holding_another_config_is_not_overwritten(tiny_data, tiny_run, tmp_path):
+    train_run(tiny_run(steps=5), tmp_path / "run", tiny_data)
+    before = (tmp_path / "run" / "summary.json").read_bytes()
+    with pytest.raises(ValueError, match="different config"):
+        train_run(tiny_run(steps=6), tmp_path / "run", tiny_data)
+    assert (tmp_path / "run" / "summary.json").read_bytes() == before
+
+
+def test_cli_refuses_a_bad_config_before_training(tiny_data, tiny_run, tmp_path):
+    bad = {**tiny_run(), "lr": -1.0}
+    proc = subprocess.run([sys.executable, "-m", "optclaims.cli", "train", "--config-json", json.dumps(bad),
+                           "--data", str(tiny_data), "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "lr = -1.0" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_vocab_mismatch_is_refused(tiny_data, tiny_run, tmp_path):
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_run(tiny_run(vocab_size=999), tmp_path / "run", tiny_data)
