@@ -25,7 +25,7 @@ from optclaims.data import (
     tokenize_corpus,
     train_tokenizer,
 )
-from optclaims.data.corpus import atomic_output
+from optclaims.atomic import atomic_output
 
 PYCODE_BUDGET = 300_000
 ROUND_TRIP_TEXTS = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import read_json, write_json
+from .atomic import atomic_output, read_json, write_json
 
 STATUSES = ("reproduced", "partially_reproduced", "not_reproduced", "inconclusive")
 
@@ -108,8 +108,7 @@ def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs:
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = ClaimContext(claim, spec, scale, evidential, [load_run(d) for d in run_dirs], out_dir)
     verdict, table = load_claim_module(claim, repro_dir).analyze(ctx)
-    tmp = out_dir / "table.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(out_dir / "table.csv")
+    with atomic_output(out_dir / "table.csv") as tmp:
+        table.to_csv(tmp, index=False)
     write_json(out_dir / "verdict.json", verdict)
     return verdict

@@ -5,28 +5,23 @@ Both are written to a temporary name and renamed, so a killed writer never leave
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from .atomic import atomic_output
 from .model import GPT, GPTConfig
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_model(model: GPT, path: Path) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
     meta = {"gpt_config": json.dumps(_unwrap(model).cfg.to_dict())}
-    _atomic(Path(path), lambda p: save_file(tensors, str(p), metadata=meta))
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> GPT:
@@ -38,7 +33,8 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> GPT:
 
 
 def save_train_state(state: dict, path: Path) -> None:
-    _atomic(Path(path), lambda p: torch.save(state, p))
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_train_state(path: Path) -> dict | None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import resources
-from pathlib import Path
 
 import jsonschema
+
+from .atomic import read_json, write_json  # noqa: F401  (re-exported)
 
 RUN_DEFAULTS: dict = {
     "mlp_ratio": 4.0,
@@ -73,22 +73,3 @@ def canonical_json(cfg: dict) -> str:
 
 def run_id(cfg: dict) -> str:
     return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()[:12]
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a reader (or Snakemake) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def _json_default(o):
-    if hasattr(o, "item"):  # numpy / torch scalars
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

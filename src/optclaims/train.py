@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint
+from .atomic import atomic_output
 from .data.shards import TokenShard
 from .model import GPT, GPTConfig, flops_per_token
 from .optim import adam_update_rms, build_optimizer, build_scheduler
@@ -179,7 +180,8 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         "git_commit": git_commit(),
     }
     checkpoint.save_model(model, out_dir / checkpoint.MODEL_FILE)
-    _write_parquet(pd.DataFrame(rows), out_dir / "metrics.parquet")
+    with atomic_output(out_dir / "metrics.parquet") as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
     write_json(out_dir / "summary.json", summary)  # written last: its presence marks a finished run
     (out_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
     return summary
@@ -191,12 +193,6 @@ def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
     if path.exists() and read_json(path) != cfg:
         raise ValueError(f"{out_dir} already holds a run with a different config; refusing to overwrite it")
     write_json(path, cfg)
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
 
 
 class _Throughput:

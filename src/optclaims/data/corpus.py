@@ -21,11 +21,12 @@ import os
 import platform
 import re
 import sysconfig
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+
+from ..atomic import atomic_output, write_json
 
 SPEC_FORMS = "'pycode', 'hf:<dataset>[:<config>]' or 'files:<glob>'"
 TEST_DIR_NAMES = {"test", "tests", "testing"}
@@ -106,7 +107,7 @@ def build_corpus(
                 f.write(json.dumps({"path": d.path, "text": d.text}, ensure_ascii=False) + "\n")
 
     manifest = _manifest(spec, kind, splits, max_bytes=max_bytes, val_fraction=val_fraction)
-    write_json_atomic(out_dir / "manifest.json", manifest)
+    write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
@@ -338,24 +339,3 @@ def _hub_offline_mode(offline: bool):
     finally:
         datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path):
-    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .corpus import atomic_output, read_text_batches, write_json_atomic
+from ..atomic import atomic_output, write_json
+from .corpus import read_text_batches
 from .tokenizer import eot_id, load_tokenizer
 
 SPLITS = ("train", "val")
@@ -41,7 +42,7 @@ def tokenize_corpus(corpus_dir: Path, tokenizer_path: Path, out_dir: Path) -> di
         "tokenizer_sha256": hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest(),
         "corpus_hash": manifest["hash"],
     }
-    write_json_atomic(out_dir / "shards.json", info)
+    write_json(out_dir / "shards.json", info)
     return info
 
 

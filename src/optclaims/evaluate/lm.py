@@ -57,9 +57,9 @@ class OptclaimsLM(LM):
 
     @torch.inference_mode()
     def _score_windows(self, windows: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """For each (inputs, targets) window, with targets == the last len(targets) tokens of
-        inputs[1:] + [next]: the summed log-probability of the targets and whether every target
-        is the argmax. Sorted longest first so each batch pads little; results in input order."""
+        """Per (inputs, targets) window, where the targets are the tokens that follow the last
+        len(targets) inputs: their summed log-probability and whether each is the argmax.
+        Windows are batched longest first, so little padding; results come back in input order."""
         order = sorted(range(len(windows)), key=lambda i: -len(windows[i][0]))
         out: list[tuple[float, bool]] = [(0.0, True)] * len(windows)
         for start in range(0, len(order), self.batch_size):

@@ -1,0 +1,45 @@
+"""Every file the suite writes goes through here: written under a temporary name beside its target
+and renamed into place, so a killed job never leaves a torn file that Snakemake (or a reader)
+would take as complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _json_default(o):
+    if hasattr(o, "item"):  # numpy / torch scalars
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
