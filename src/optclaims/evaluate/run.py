@@ -17,6 +17,8 @@ import urllib.request
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from ..atomic import write_json
+
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -59,7 +61,7 @@ def evaluate_run(
     record = {"run_id": summary.get("run_id", run_dir.name), "tasks": tasks + hub_tasks, "limit": limit}
     if summary.get("status") == "diverged":
         record |= {"status": "diverged", "results": None, "versions": None, "configs": None}
-        _write_json(Path(out_path), record)
+        write_json(Path(out_path), record)
         return record
 
     online = bool(hub_tasks) and _hub_reachable()
@@ -86,7 +88,7 @@ def evaluate_run(
         "lm_eval_version": lm_eval.__version__,
         "eval_seconds": round(time.time() - start, 3),
     }
-    _write_json(Path(out_path), record)
+    write_json(Path(out_path), record)
     return record
 
 
@@ -158,10 +160,3 @@ def _jsonable(obj):
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
         return _jsonable(obj.item())
     return _DROP
-
-
-def _write_json(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)

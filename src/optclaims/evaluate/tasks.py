@@ -16,10 +16,11 @@ inputs give byte-identical files. Each file is written to a temporary name and r
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from string import Template
+
+from ..atomic import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 PPL_TASK, CLOZE_TASK = "optclaims_ppl", "optclaims_cloze"
@@ -58,9 +59,9 @@ def build_tasks(
 
     for task, rows in ((PPL_TASK, ppl_rows), (CLOZE_TASK, cloze_rows)):
         data_file = out_dir / f"{task}.jsonl"
-        _write(data_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        write_text(data_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         yaml = Template((TEMPLATES / f"{task}.yaml").read_text())
-        _write(out_dir / f"{task}.yaml", yaml.substitute(data_file=json.dumps(str(data_file))))
+        write_text(out_dir / f"{task}.yaml", yaml.substitute(data_file=json.dumps(str(data_file))))
 
     manifest = {
         "tasks": [PPL_TASK, CLOZE_TASK],
@@ -71,7 +72,7 @@ def build_tasks(
         "chance_acc": 1.0 / n_choices,
         "seed": seed,
     }
-    _write(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -155,9 +156,3 @@ def _truncate(text: str, max_chars: int | None) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -19,9 +19,9 @@ def adam_update_rms(optimizer: torch.optim.Optimizer) -> dict[str, float]:
             state = optimizer.state.get(p)
             if not state or "exp_avg" not in state:
                 continue
-            t = float(state["step"])
-            m_hat = state["exp_avg"].float() / (1 - beta1**t)
-            v_hat = state["exp_avg_sq"].float() / (1 - beta2**t)
+            t = state["step"]  # a tensor (on the device for fused AdamW): no host sync here
+            m_hat = state["exp_avg"].float() / (1 - torch.pow(beta1, t))
+            v_hat = state["exp_avg_sq"].float() / (1 - torch.pow(beta2, t))
             u = m_hat / (v_hat.sqrt() + group["eps"])
             rms.append(u.square().mean().sqrt())
         if rms:

@@ -15,11 +15,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import jinja2
+
+from ..atomic import write_text
 
 STATUS_LABELS = {
     "reproduced": "reproduced",
@@ -393,18 +394,6 @@ def render_markdown(report: dict, out_dir: Path) -> str:
     return env.get_template("report.md").render(r=report)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_report(scale_dir: Path | str, out_dir: Path | str | None = None) -> tuple[Path, Path]:
     """Write out_dir/index.html and out_dir/report.md (default out_dir: scale_dir/report)."""
     scale_dir = Path(scale_dir)
@@ -413,8 +402,8 @@ def build_report(scale_dir: Path | str, out_dir: Path | str | None = None) -> tu
     html, markdown = render_html(report), render_markdown(report, out_dir.resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / "index.html", out_dir / "report.md"
-    _write_atomic(html_path, html)
-    _write_atomic(md_path, markdown)
+    write_text(html_path, html)
+    write_text(md_path, markdown)
     return html_path, md_path
 
 
