@@ -3,6 +3,7 @@
 #   snakemake --cores all --config scale=gpu     one H100, evidential at small-model scale
 #   snakemake --profile workflows/profiles/gpu
 # The config is validated (schema, then claims, corpus and every run config) before any job runs.
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -22,6 +23,9 @@ try:
     PLAN = build_plan(config)
 except ConfigError as err:
     sys.exit(f"optclaims: {err}")
+
+# The rules call the `optclaims` CLI installed beside this interpreter, activated venv or not.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 SCALE = PLAN.scale
 SCALE_DIR = str(PLAN.scale_dir)

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -254,3 +257,18 @@ def test_registered_with_lm_eval(env):
 
     assert get_model("optclaims") is OptclaimsLM
     assert get_model("dummy").__name__ == "DummyLM"  # lm-eval's own models still resolve
+
+
+def test_lm_eval_cli_with_the_optclaims_model(env, tmp_path):
+    """lm-eval's own command line (with our model registered) runs a local task on a checkpoint."""
+    tasks_dir = tmp_path / "tasks"
+    build_tasks(env["data"] / "corpus" / "val.jsonl", tasks_dir, n_docs=3, n_cloze=4, max_doc_chars=300)
+    out = tmp_path / "cli_out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "optclaims.evaluate", "run", "--model", "optclaims",
+         "--model_args", f"run_dir={env['run']},tokenizer={env['data'] / 'tokenizer.json'}",
+         "--tasks", "optclaims_ppl", "--include_path", str(tasks_dir), "--limit", "2", "--device", "cpu",
+         "--output_path", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bits_per_byte" in proc.stdout

@@ -84,3 +84,33 @@ def test_cli_refuses_a_bad_config_before_training(tiny_data, tiny_run, tmp_path)
 def test_vocab_mismatch_is_refused(tiny_data, tiny_run, tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         train_run(tiny_run(vocab_size=999), tmp_path / "run", tiny_data)
+
+
+def test_runtime_choices(tiny_run, monkeypatch):
+    import torch
+
+    from optclaims.train import resolve_runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_runtime(tiny_run()) == (torch.device("cpu"), None, False)
+    assert resolve_runtime(tiny_run(dtype="bfloat16", compile=True)) == (torch.device("cpu"), torch.bfloat16, True)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        resolve_runtime(tiny_run(device="cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_runtime(tiny_run()) == (torch.device("cuda"), torch.bfloat16, True)  # the GPU defaults
+
+
+def test_bf16_autocast_path_trains(tiny_data, tiny_run, tmp_path):
+    """The mixed-precision branch used on GPUs, exercised on the CPU's bf16 autocast."""
+    s = train_run(tiny_run(dtype="bfloat16", steps=10), tmp_path / "run", tiny_data)
+    assert s["status"] == "ok" and s["autocast"] == "bfloat16" and math.isfinite(s["final_val_loss"])
+
+
+def test_mfu_uses_the_devices_bf16_peak(monkeypatch):
+    import torch
+
+    from optclaims import provenance
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
+    assert provenance.bf16_peak_flops(torch.device("cuda")) == 989e12
+    assert provenance.bf16_peak_flops(torch.device("cpu")) is None
