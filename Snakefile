@@ -17,7 +17,8 @@ configfile: "workflows/config/config.yaml"
 validate(config, "workflows/schemas/config.schema.yaml")
 
 from optclaims.plan import build_plan
-from optclaims.runs import ConfigError, canonical_json
+from optclaims.errors import ConfigError
+from optclaims.runs import canonical_json
 
 try:
     PLAN = build_plan(config)

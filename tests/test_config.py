@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from optclaims.plan import build_plan
-from optclaims.runs import ConfigError, make_run_config, run_id
+from optclaims.errors import ConfigError
+from optclaims.runs import make_run_config, run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRO = ROOT / "reproductions"

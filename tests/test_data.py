@@ -26,6 +26,7 @@ from optclaims.data import (
     train_tokenizer,
 )
 from optclaims.atomic import atomic_output
+from optclaims.errors import HubUnavailableError
 
 PYCODE_BUDGET = 300_000
 ROUND_TRIP_TEXTS = [
@@ -207,7 +208,7 @@ def test_hf_offline_fails_fast_with_a_plain_message(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(HubUnavailableError) as err:
         build_corpus("hf:optclaims-nonexistent/tiny-corpus", tmp_path / "out")
     assert time.monotonic() - start < 10
     message = str(err.value)

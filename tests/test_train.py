@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from optclaims.checkpoint import MODEL_FILE, STATE_FILE, load_model
+from optclaims.errors import ConfigError
 from optclaims.train import _Stop, train_run
 
 
@@ -94,7 +95,7 @@ def test_runtime_choices(tiny_run, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_runtime(tiny_run()) == (torch.device("cpu"), None, False)
     assert resolve_runtime(tiny_run(dtype="bfloat16", compile=True)) == (torch.device("cpu"), torch.bfloat16, True)
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_runtime(tiny_run(device="cuda"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_runtime(tiny_run()) == (torch.device("cuda"), torch.bfloat16, True)  # the GPU defaults

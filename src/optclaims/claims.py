@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .runs import ConfigError, make_run_config, schema_error_message
+from .errors import ConfigError
+from .runs import make_run_config, schema_error_message
 
 DEFAULT_REPRO_DIR = Path("reproductions")
 

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from .runs import ConfigError, make_run_config, read_json, run_id
+from .errors import HubUnavailableError
+from .runs import make_run_config, read_json, run_id
 
 
 def _corpus(a):
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, HubUnavailableError) as e:  # ConfigError is a ValueError
         print(f"optclaims {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim
 from .data.corpus import parse_corpus_spec
-from .runs import ConfigError, run_id, run_schema
+from .errors import ConfigError
+from .runs import run_id, run_schema
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from importlib import resources
 
 import jsonschema
 
-from .atomic import read_json, write_json  # noqa: F401  (re-exported)
+from .atomic import read_json, write_json  # noqa: F401  (re-exported for callers of runs)
+from .errors import ConfigError
 
 RUN_DEFAULTS: dict = {
     "mlp_ratio": 4.0,
@@ -36,10 +37,6 @@ RUN_DEFAULTS: dict = {
     "dtype": "auto",
     "compile": "auto",
 }
-
-
-class ConfigError(ValueError):
-    """A config that names an unknown thing or holds an invalid value; says which key and value."""
 
 
 def run_schema() -> dict:

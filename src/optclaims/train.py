@@ -23,6 +23,7 @@ from .model import GPT, GPTConfig, flops_per_token
 from .optim import adam_update_rms, build_optimizer, build_scheduler
 from .optim.schedules import lr_lambda
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
+from .errors import ConfigError
 from .runs import read_json, run_id, write_json
 
 MODEL_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "init_std")
@@ -40,7 +41,7 @@ def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
     """(device, autocast dtype or None, compile?) from the config's "auto" choices."""
     want = cfg["device"]
     if want == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run config asks for device 'cuda' but no CUDA device is available")
+        raise ConfigError("run config asks for device = \"cuda\" but no CUDA device is available")
     device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
     dtype = {"float32": None, "bfloat16": torch.bfloat16}.get(cfg["dtype"], torch.bfloat16 if device.type == "cuda" else None)
     compile_ = device.type == "cuda" if cfg["compile"] == "auto" else bool(cfg["compile"])

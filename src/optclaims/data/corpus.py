@@ -27,6 +27,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..atomic import atomic_output, write_json
+from ..errors import HubUnavailableError
 
 SPEC_FORMS = "'pycode', 'hf:<dataset>[:<config>]' or 'files:<glob>'"
 TEST_DIR_NAMES = {"test", "tests", "testing"}
@@ -292,7 +293,7 @@ def _hf_documents(arg: str, max_bytes: int | None) -> list[Document]:
                 docs.append(doc)
     except Exception as e:
         if _is_connection_error(e):
-            raise RuntimeError(unreachable) from e
+            raise HubUnavailableError(unreachable) from e
         raise
     return docs
 

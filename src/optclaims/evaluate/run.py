@@ -18,13 +18,10 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..atomic import write_json
+from ..errors import HubUnavailableError
 
 _OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = {"1", "ON", "YES", "TRUE"}
-
-
-class HubUnavailableError(RuntimeError):
-    """A hub task was asked for while the Hugging Face hub cannot be reached."""
 
 
 def evaluate_run(

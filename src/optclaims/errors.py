@@ -1,0 +1,10 @@
+"""Errors that mean "the input is wrong", not "the code is wrong": the CLI prints their message
+alone (exit code 2); anything else keeps its traceback."""
+
+
+class ConfigError(ValueError):
+    """A config that names an unknown thing or holds an invalid value; says which key and value."""
+
+
+class HubUnavailableError(RuntimeError):
+    """Something needs the Hugging Face hub, and the hub cannot be reached from here."""
