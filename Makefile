@@ -9,10 +9,10 @@ STAMP   := $(VENV)/.installed
 
 .PHONY: report test install clean-results
 
+# torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
+# requirement that names torch is then already satisfied, so no CUDA build is pulled in.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	# torch first, alone: the pinned CPU build comes from the local wheel, and every later
-	# requirement that names torch is then already satisfied (no CUDA download).
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)

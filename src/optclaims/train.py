@@ -91,11 +91,12 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         scheduler.load_state_dict(state["scheduler"])
         start, rows, elapsed_before = state["step"], state["rows"], state["elapsed"]
     step_model = torch.compile(model) if compile_ else model
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     val_batches = val_data.eval_batches(cfg["val_batches"], cfg["batch_size"], cfg["seq_len"])
 
     steps, tokens_per_step = cfg["steps"], cfg["batch_size"] * cfg["seq_len"]
     clip = cfg["clip"] if cfg["clip"] is not None else math.inf
+    clip_grads = cfg["clip"] is not None
     losses = torch.zeros(steps, device=device)
     norms = torch.zeros(steps, device=device)
     lr_at = lr_lambda(cfg)
@@ -124,8 +125,11 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         with autocast():
             _, loss = step_model(x, y)
         loss.backward()
-        # pre-clip global norm, fp32, exactly as clip_grad_norm_ computes it; inf clip = measure only
-        norms[s] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        # the pre-clip global norm, computed as clip_grad_norm_ computes it (fp32 gradients, mean loss)
+        if clip_grads:
+            norms[s] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        else:
+            norms[s] = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         losses[s] = loss.detach()
         optimizer.step()
         scheduler.step()
