@@ -102,9 +102,9 @@ def decide(table: pd.DataFrame, th: dict) -> tuple[str, dict, list[str]]:
     targets = {float(k): v for k, v in th["beta1_targets"].items()}
     ref = rms_at(table, b1_ref, b2_ref)
     per_b1 = {b1: rms_at(table, b1, b2_ref)["value"] for b1 in sorted(targets)}
-    meas = {f"rms_at_beta=({b1_ref}, {b2_ref})": ref}
+    meas = {f"RMS at (β1, β2) = ({b1_ref}, {b2_ref})": ref}
     for b1, v in per_b1.items():
-        meas[f"rms_beta1={b1}"] = {**measured(v), "expected": targets[b1]}
+        meas[f"RMS at β1 = {b1}, β2 = {b2_ref} (expected {targets[b1]})"] = measured(v)
     if ref["value"] is None or any(v is None or not np.isfinite(v) for v in per_b1.values()):
         return "inconclusive", meas, ["a run the verdict needs is missing or diverged"]
 
@@ -155,12 +155,14 @@ def simulation_subclaim(sim: pd.DataFrame, th: dict) -> dict:
 
 
 def plot_simulation(ctx, sim: pd.DataFrame) -> None:
+    beta1s = sorted(sim.beta1.unique())
+    colors = dict(zip(beta1s, sns.color_palette("viridis", len(beta1s))))
     grid = sns.relplot(data=sim, x="snr", y="simulated_rms", hue="beta1", col="beta2", kind="scatter",
-                       palette="viridis", height=2.6, aspect=0.9, s=30)
+                       palette=colors, height=2.6, aspect=0.9, s=30)
     snr = np.linspace(0, sim.snr.max(), 50)
     for ax in grid.axes.flat:
-        for b1, color in zip(sorted(sim.beta1.unique()), sns.color_palette("viridis", sim.beta1.nunique())):
-            ax.plot(snr, mean_field_rms(b1, snr), color=color, lw=1)
+        for b1 in beta1s:
+            ax.plot(snr, mean_field_rms(b1, snr), color=colors[b1], lw=1)
     grid.set_axis_labels("SNR = ‖μ‖²/‖σ‖²", "update RMS")
     ctx.save_figure(grid.figure, "simulation", "Adam's update RMS on Gaussian gradients (points) against the "
                     "mean-field prediction √((SNR+k)/(SNR+1)) (lines), one panel per β2.")
