@@ -58,6 +58,10 @@ def test_dag_end_to_end_then_nothing_to_do(workdir):
     again = snakemake(workdir, "--dry-run")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
+    # Snakemake's own report works over the same outputs
+    assert snakemake(workdir, "--report", "smk-report.html").returncode == 0
+    assert (workdir / "smk-report.html").stat().st_size > 10_000
+
 
 @pytest.mark.parametrize("args, words", [
     (["--config", "scale=huge"], "huge"),
@@ -65,6 +69,7 @@ def test_dag_end_to_end_then_nothing_to_do(workdir):
     (["--config", "corpus=ftp:x"], "ftp:x"),
     (["--configfile", "neg_lr.yaml"], "lr = -0.5"),
     (["--configfile", "zero_steps.yaml"], "steps = 0"),
+    (["--configfile", "bad_optimizer.yaml"], 'optimizer = "lion9"'),
 ])
 def test_bad_config_stops_before_any_job_and_writes_nothing(tmp_path, args, words):
     for name in ("workflows", "reproductions"):
@@ -72,6 +77,7 @@ def test_bad_config_stops_before_any_job_and_writes_nothing(tmp_path, args, word
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(TOY))
     (tmp_path / "neg_lr.yaml").write_text(yaml.safe_dump({"run_overrides": {"lr": -0.5}}))
     (tmp_path / "zero_steps.yaml").write_text(yaml.safe_dump({"run_overrides": {"steps": 0}}))
+    (tmp_path / "bad_optimizer.yaml").write_text(yaml.safe_dump({"run_overrides": {"optimizer": "lion9"}}))
     proc = snakemake(tmp_path, *args)
     assert proc.returncode != 0
     assert words in proc.stdout + proc.stderr
