@@ -115,3 +115,17 @@ def test_mfu_uses_the_devices_bf16_peak(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
     assert provenance.bf16_peak_flops(torch.device("cuda")) == 989e12
     assert provenance.bf16_peak_flops(torch.device("cpu")) is None
+
+
+def test_unaligned_eval_and_checkpoint_steps_keep_metrics_whole(tiny_data, tiny_run, tmp_path):
+    """Evaluation and checkpoints off the logging grid: val loss sits on its own step, and a resumed
+    run's metrics have every step exactly once."""
+    cfg = tiny_run(log_every=4, eval_every=7, ckpt_every=9, steps=20)
+    whole = train_run(cfg, tmp_path / "whole", tiny_data)
+    with pytest.raises(_Stop):
+        train_run(cfg, tmp_path / "split", tiny_data, stop_at=11)
+    resumed = train_run(cfg, tmp_path / "split", tiny_data)
+    m = pd.read_parquet(tmp_path / "split" / "metrics.parquet")
+    assert m.step.tolist() == list(range(1, 21))
+    assert m.loc[m.val_loss.notna(), "step"].tolist() == [7, 14, 20]
+    assert resumed["final_val_loss"] == whole["final_val_loss"]

@@ -136,14 +136,17 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         optimizer.zero_grad(set_to_none=True)
 
         done = s + 1
-        if done % cfg["log_every"] == 0 or done == steps:
+        evaluate_now = done % cfg["eval_every"] == 0 and done < steps
+        checkpoint_now = done % cfg["ckpt_every"] == 0 and done < steps
+        # rows are complete up to `done` before anything is attached to them or saved with them
+        if done % cfg["log_every"] == 0 or done == steps or evaluate_now or checkpoint_now:
             if not flush(done):
                 status = "diverged"
                 break
             timer.mark(done * tokens_per_step)
-        if done % cfg["eval_every"] == 0 and done < steps:
+        if evaluate_now:
             rows[-1]["val_loss"] = validation_loss(model, val_batches, device, autocast)
-        if done % cfg["ckpt_every"] == 0 and done < steps:
+        if checkpoint_now:
             checkpoint.save_train_state({"step": done, "rows": rows, "elapsed": elapsed_before + timer.elapsed(),
                                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict()}, out_dir / checkpoint.STATE_FILE)
