@@ -3,6 +3,7 @@
 #   snakemake --cores all --config scale=gpu     one H100, evidential at small-model scale
 #   snakemake --profile workflows/profiles/gpu
 # The config is validated (schema, then claims, corpus and every run config) before any job runs.
+import json
 import os
 import sys
 
@@ -32,6 +33,19 @@ SCALE = PLAN.scale
 SCALE_DIR = str(PLAN.scale_dir)
 DATA = str(PLAN.data_dir)
 SETTINGS = PLAN.settings
+
+
+def run_config(run_id):
+    """A run's config: from the plan, or from a claim's second-stage selection."""
+    if run_id in PLAN.runs:
+        return PLAN.runs[run_id]
+    for claim in PLAN.staged:
+        path = f"{SCALE_DIR}/claims/{claim}/stage2.json"
+        if os.path.exists(path):
+            selected = json.loads(open(path).read())
+            if run_id in selected:
+                return selected[run_id]
+    raise ValueError(f"run {run_id} is in no claim's plan")
 
 
 wildcard_constraints:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from optclaims.analysis import load_claim_module
+from optclaims.claims import load_claim_module
 
 ROOT = Path(__file__).resolve().parents[1]
 claim = load_claim_module("adam_update_rms", ROOT / "reproductions")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from optclaims.model import GPT, GPTConfig
-from optclaims.optim import adam_update_rms, build_optimizer, build_scheduler
+from optclaims.optim import adam_update_rms, build_optimizers, build_schedulers
 from optclaims.optim.schedules import warmup_cosine, warmup_stable_decay
 from optclaims.runs import make_run_config
 
@@ -30,7 +30,7 @@ def test_wsd_schedule_plateau_and_decay():
 
 
 def test_weight_decay_only_on_hidden_and_readout():
-    opt = build_optimizer(GPT(GPTConfig(50, 32, 2, 2, 8)), run_cfg(weight_decay=0.3), "cpu")
+    [opt] = build_optimizers(GPT(GPTConfig(50, 32, 2, 2, 8)), run_cfg(weight_decay=0.3), "cpu")
     wd = {g["name"]: g["weight_decay"] for g in opt.param_groups}
     assert wd == {"hidden": 0.3, "readout": 0.3, "embed": 0.0, "gains": 0.0}
 
@@ -41,8 +41,8 @@ def test_update_rms_from_state_equals_the_step_adamw_takes():
     torch.manual_seed(0)
     cfg = run_cfg(weight_decay=0.0, eps=1e-8, schedule="constant")
     model = GPT(GPTConfig(50, 32, 2, 2, 8))
-    opt = build_optimizer(model, cfg, "cpu")
-    sched = build_scheduler(opt, cfg)
+    [opt] = build_optimizers(model, cfg, "cpu")
+    [sched] = build_schedulers([opt], cfg)
     for step in range(5):
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         x = torch.randint(0, 50, (4, 8))
@@ -63,7 +63,7 @@ def test_first_adam_step_has_unit_rms():
     """At t = 1, m̂ = g and v̂ = g², so u = sign(g) (up to ε): RMS 1 for dense gradients."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(50, 32, 2, 2, 8))
-    opt = build_optimizer(model, run_cfg(), "cpu")
+    [opt] = build_optimizers(model, run_cfg(), "cpu")
     x = torch.randint(0, 50, (4, 8))
     model(x, x)[1].backward()
     opt.step()

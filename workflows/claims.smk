@@ -1,25 +1,47 @@
 # Each claim's analysis reads the runs it needs and writes verdict.json, table.csv and figures/.
+# A claim whose later runs depend on earlier results (its analyze.py defines select_runs) gets a
+# checkpoint: select_runs writes stage2.json, and the DAG grows by those runs.
 
 
-def claim_inputs(wc):
-    runs = PLAN.claims[wc.claim]
-    return {
-        "spec": f"reproductions/{wc.claim}/claim.yaml",
-        "code": f"reproductions/{wc.claim}/analyze.py",
-        "summaries": expand(f"{SCALE_DIR}/runs/{{r}}/summary.json", r=runs),
-        "metrics": expand(f"{SCALE_DIR}/runs/{{r}}/metrics.parquet", r=runs),
-        "evals": expand(f"{SCALE_DIR}/runs/{{r}}/eval.json", r=runs),
-    }
+def run_files(runs, *names):
+    return [f"{SCALE_DIR}/runs/{r}/{name}" for name in names for r in runs]
+
+
+checkpoint select_runs:
+    input:
+        spec="reproductions/{claim}/claim.yaml",
+        code="reproductions/{claim}/analyze.py",
+        runs=lambda wc: run_files(PLAN.claims[wc.claim], "summary.json", "metrics.parquet"),
+    output:
+        f"{SCALE_DIR}/claims/{{claim}}/stage2.json",
+    params:
+        runs=lambda wc: " ".join(PLAN.claims[wc.claim]),
+        common=canonical_json(PLAN.common),
+    log:
+        f"{SCALE_DIR}/logs/select/{{claim}}.log",
+    shell:
+        "optclaims select {wildcards.claim} --scale {SCALE} --scale-dir {SCALE_DIR} --runs {params.runs}"
+        " --common {params.common:q} --out {output} > {log} 2>&1"
+
+
+def claim_runs(wc):
+    runs = list(PLAN.claims[wc.claim])
+    if wc.claim in PLAN.staged:
+        with open(checkpoints.select_runs.get(claim=wc.claim).output[0]) as f:
+            runs += [r for r in json.load(f) if r not in runs]
+    return runs
 
 
 rule analyze:
     input:
-        unpack(claim_inputs),
+        spec="reproductions/{claim}/claim.yaml",
+        code="reproductions/{claim}/analyze.py",
+        runs=lambda wc: run_files(claim_runs(wc), "summary.json", "metrics.parquet", "eval.json"),
     output:
         verdict=f"{SCALE_DIR}/claims/{{claim}}/verdict.json",
         table=report(f"{SCALE_DIR}/claims/{{claim}}/table.csv", category="Claims", subcategory="{claim}"),
     params:
-        runs=lambda wc: " ".join(PLAN.claims[wc.claim]),
+        runs=lambda wc: " ".join(claim_runs(wc)),
         evidential="--evidential" if SETTINGS["evidential"] else "",
     log:
         f"{SCALE_DIR}/logs/analyze/{{claim}}.log",

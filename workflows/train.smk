@@ -10,7 +10,7 @@ rule train:
         metrics=f"{SCALE_DIR}/runs/{{run_id}}/metrics.parquet",
         model=f"{SCALE_DIR}/runs/{{run_id}}/model.safetensors",
     params:
-        config=lambda wc: canonical_json(PLAN.runs[wc.run_id]),
+        config=lambda wc: canonical_json(run_config(wc.run_id)),
         out=lambda wc: f"{SCALE_DIR}/runs/{wc.run_id}",
     threads: SETTINGS["train"].get("threads", 1)
     resources:

@@ -7,7 +7,6 @@ table.csv and figures/. An analysis only computes; reading runs and writing file
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_output, read_json, write_json
+from .claims import load_claim_module
 
 STATUSES = ("reproduced", "partially_reproduced", "not_reproduced", "inconclusive")
 
@@ -93,15 +93,6 @@ def measured(value: float, low: float | None = None, high: float | None = None, 
     return out
 
 
-def load_claim_module(claim: str, repro_dir: Path):
-    """reproductions/<claim>/analyze.py as a module (it defines ``analyze(ctx) -> (verdict, table)``)."""
-    path = Path(repro_dir) / claim / "analyze.py"
-    module_spec = importlib.util.spec_from_file_location(f"optclaims_repro_{claim}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs: list[Path],
                  out_dir: Path, repro_dir: Path) -> dict:
     out_dir = Path(out_dir)
@@ -112,3 +103,17 @@ def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs:
         table.to_csv(tmp, index=False)
     write_json(out_dir / "verdict.json", verdict)
     return verdict
+
+
+def run_selection(claim: str, spec: dict, scale: str, run_dirs: list[Path], common: dict,
+                  out_path: Path, repro_dir: Path) -> dict[str, dict]:
+    """A claim's second stage: ``select_runs(ctx)`` picks the runs that depend on the first
+    stage's results (e.g. budgets at the best learning rate); written as {run_id: config}."""
+    from .claims import finish_run_configs
+    from .runs import run_id
+
+    ctx = ClaimContext(claim, spec, scale, False, [load_run(d) for d in run_dirs], Path(out_path).parent)
+    configs = finish_run_configs(claim, scale, load_claim_module(claim, repro_dir).select_runs(ctx), common)
+    selected = {run_id(cfg): cfg for cfg in configs}
+    write_json(out_path, selected)
+    return selected

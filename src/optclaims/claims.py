@@ -1,8 +1,14 @@
-"""Claim specs: reproductions/<claim>/claim.yaml, validated, and the run configs a claim needs at
-a scale (its base fields × grid × seeds, plus any explicit runs)."""
+"""Claim specs: reproductions/<claim>/claim.yaml, validated, its analysis module, and the run
+configs a claim needs at a scale.
+
+A claim's runs come from its base fields × grid × seeds (plus explicit runs), or from
+``plan_runs(scale_spec)`` when its analyze.py defines one. A claim whose later runs depend on
+earlier results (e.g. budgets at the best learning rate of a sweep) also defines
+``select_runs(ctx)``; the workflow runs it as a Snakemake checkpoint once the first runs exist."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 from importlib import resources
@@ -36,18 +42,36 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
     return spec
 
 
-def claim_run_configs(spec: dict, scale: str, common: dict) -> list[dict]:
-    """Every run the claim needs at this scale; ``common`` (data id, vocab, user overrides) wins."""
-    block = spec["scales"][scale]
-    base = block.get("base", {})
+def load_claim_module(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR):
+    """reproductions/<claim>/analyze.py as a module (it defines ``analyze(ctx) -> (verdict, table)``)."""
+    path = Path(repro_dir) / claim / "analyze.py"
+    module_spec = importlib.util.spec_from_file_location(f"optclaims_repro_{claim}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def grid_runs(block: dict) -> list[dict]:
+    """The default plan: base fields × the product of the grid × seeds, plus explicit runs."""
     grid = block.get("grid", {})
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
-    extra = block.get("runs", [])
+    return [{**block.get("base", {}), **fields, "seed": seed}
+            for seed in block.get("seeds", [0]) for fields in [*combos, *block.get("runs", [])]]
+
+
+def finish_run_configs(claim: str, scale: str, fields_list: list[dict], common: dict) -> list[dict]:
+    """Validated run configs; ``common`` (data id, vocab, user overrides) wins over the claim's fields."""
     configs = []
-    for seed in block.get("seeds", [0]):
-        for fields in [*combos, *extra]:
-            try:
-                configs.append(make_run_config({**base, **fields, "seed": seed, **common}))
-            except ConfigError as e:
-                raise ConfigError(f"claim {spec['claim']!r} at scale {scale!r}: {e}") from None
+    for fields in fields_list:
+        try:
+            configs.append(make_run_config({**fields, **common}))
+        except ConfigError as e:
+            raise ConfigError(f"claim {claim!r} at scale {scale!r}: {e}") from None
     return configs
+
+
+def claim_run_configs(spec: dict, scale: str, common: dict, module=None) -> list[dict]:
+    """Every run the claim needs at this scale before any result exists."""
+    block = spec["scales"][scale]
+    fields_list = module.plan_runs(block) if hasattr(module, "plan_runs") else grid_runs(block)
+    return finish_run_configs(spec["claim"], scale, fields_list, common)

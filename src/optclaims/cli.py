@@ -72,6 +72,17 @@ def _analyze(a):
     print(f"{a.claim} ({a.scale}): {v['status']}")
 
 
+def _select(a):
+    from .analysis import run_selection
+    from .claims import load_claim
+
+    spec = load_claim(a.claim, Path(a.repro_dir))
+    runs_dir = Path(a.scale_dir) / "runs"
+    chosen = run_selection(a.claim, spec, a.scale, [runs_dir / r for r in a.runs], json.loads(a.common),
+                           Path(a.out), Path(a.repro_dir))
+    print(f"{a.claim} ({a.scale}): {len(chosen)} runs selected for the second stage")
+
+
 def _report(a):
     from .report import build_report
 
@@ -156,6 +167,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--evidential", action="store_true")
     c.add_argument("--repro-dir", default="reproductions")
     c.set_defaults(func=_analyze)
+
+    c = sub.add_parser("select", help="a claim's second-stage runs, chosen from its first-stage results")
+    c.add_argument("claim")
+    c.add_argument("--scale", required=True)
+    c.add_argument("--scale-dir", required=True)
+    c.add_argument("--runs", nargs="+", required=True)
+    c.add_argument("--common", required=True, help="JSON fields every run config gets (data, vocab, overrides)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--repro-dir", default="reproductions")
+    c.set_defaults(func=_select)
 
     c = sub.add_parser("report", help="build the report of one scale")
     c.add_argument("--scale-dir", required=True)

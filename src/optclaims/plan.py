@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim
+from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim, load_claim_module
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .runs import run_id, run_schema
@@ -40,6 +40,8 @@ class Plan:
     runs: dict[str, dict] = field(default_factory=dict)
     claims: dict[str, list[str]] = field(default_factory=dict)
     claim_specs: dict[str, dict] = field(default_factory=dict)
+    common: dict = field(default_factory=dict)   # fields every run config gets (data, vocab, overrides)
+    staged: set[str] = field(default_factory=set)  # claims with a second stage chosen from results
 
     @property
     def data_dir(self) -> Path:
@@ -66,11 +68,14 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
             raise ConfigError(f"invalid run_overrides: unknown run field {key!r}")
     common = {**overrides, "data": data.data_id, "vocab_size": data.vocab_size}
 
-    plan = Plan(scale, Path(config["results_dir"]) / scale, settings, data)
+    plan = Plan(scale, Path(config["results_dir"]) / scale, settings, data, common=common)
     for claim in config["claims"]:
         spec_ = load_claim(claim, repro_dir)
+        module = load_claim_module(claim, repro_dir)
+        if hasattr(module, "select_runs"):
+            plan.staged.add(claim)
         ids = []
-        for cfg in claim_run_configs(spec_, scale, common):
+        for cfg in claim_run_configs(spec_, scale, common, module):
             rid = run_id(cfg)
             plan.runs[rid] = cfg
             ids.append(rid)

@@ -37,6 +37,8 @@ RUN_DEFAULTS: dict = {
     "dtype": "auto",
     "compile": "auto",
 }
+# Filled in (and allowed) only for Muon runs, so an AdamW run's id does not carry Muon's settings.
+MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}
 
 
 def run_schema() -> dict:
@@ -52,7 +54,12 @@ def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
 
 def make_run_config(fields: dict) -> dict:
     """Defaults + fields, validated; raises ConfigError naming the first bad key and value."""
-    cfg = {**RUN_DEFAULTS, **fields}
+    muon = fields.get("optimizer") == "muon"
+    stray = sorted(k for k in MUON_DEFAULTS if k in fields and not muon)
+    if stray:
+        raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is a Muon setting, "
+                          f"but optimizer = {json.dumps(fields.get('optimizer'))}")
+    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **fields}
     validator = jsonschema.Draft202012Validator(run_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:

@@ -20,7 +20,7 @@ from . import checkpoint
 from .atomic import atomic_output
 from .data.shards import TokenShard
 from .model import GPT, GPTConfig, flops_per_token
-from .optim import adam_update_rms, build_optimizer, build_scheduler
+from .optim import build_optimizers, build_schedulers, update_rms
 from .optim.schedules import lr_lambda
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .errors import ConfigError
@@ -80,15 +80,15 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
 
     torch.manual_seed(cfg["seed"])
     model = GPT(model_config(cfg)).to(device)
-    optimizer = build_optimizer(model, cfg, device.type)
-    scheduler = build_scheduler(optimizer, cfg)
+    optimizers = build_optimizers(model, cfg, device.type)
+    schedulers = build_schedulers(optimizers, cfg)
     rows: list[dict] = []
     start, elapsed_before = 0, 0.0
     state = checkpoint.load_train_state(out_dir / checkpoint.STATE_FILE)
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for obj, saved in zip([*optimizers, *schedulers], [*state["optimizers"], *state["schedulers"]]):
+            obj.load_state_dict(saved)
         start, rows, elapsed_before = state["step"], state["rows"], state["elapsed"]
     step_model = torch.compile(model) if compile_ else model
     params = list(model.parameters())
@@ -115,7 +115,7 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         flushed = upto
         if first_loss is None and rows:
             first_loss = rows[0]["train_loss"]
-        rows[-1].update({f"update_rms_{k}": v for k, v in adam_update_rms(optimizer).items()})
+        rows[-1].update({f"update_rms_{k}": v for k, v in update_rms(optimizers).items()})
         return all(math.isfinite(v) and v < cfg["divergence_ratio"] * first_loss for v in loss_host)
 
     model.train()
@@ -131,9 +131,11 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         else:
             norms[s] = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         losses[s] = loss.detach()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.step()
+        for sched in schedulers:
+            sched.step()
+        model.zero_grad(set_to_none=True)
 
         done = s + 1
         evaluate_now = done % cfg["eval_every"] == 0 and done < steps
@@ -148,8 +150,10 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
             rows[-1]["val_loss"] = validation_loss(model, val_batches, device, autocast)
         if checkpoint_now:
             checkpoint.save_train_state({"step": done, "rows": rows, "elapsed": elapsed_before + timer.elapsed(),
-                                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scheduler": scheduler.state_dict()}, out_dir / checkpoint.STATE_FILE)
+                                         "model": model.state_dict(),
+                                         "optimizers": [o.state_dict() for o in optimizers],
+                                         "schedulers": [s.state_dict() for s in schedulers]},
+                                        out_dir / checkpoint.STATE_FILE)
         if stop_at is not None and done >= stop_at:
             raise _Stop(f"stopped at step {done} (test hook)")
 

@@ -1,9 +1,10 @@
-"""torch.optim.AdamW over explicit parameter groups.
+"""Optimisers over the model's explicit parameter groups.
 
 Each group keeps its role name ("hidden", "embed", "readout", "gains") and an ``lr_mult``, so a
-parametrization can scale a group's learning rate without touching the trainer. Weight decay
-(decoupled, as in AdamW) applies to the matrices that do computation (hidden, readout), not to
-embeddings or gains.
+parametrization can scale a group's learning rate without touching the trainer. ``adamw``: one
+torch.optim.AdamW over every group. ``muon``: Muon on the hidden matrices, AdamW on the rest (with
+``aux_lr``, or the same LR as Moonlight's reuse protocol has it). Weight decay (decoupled) applies to
+the matrices that do computation (hidden, readout), not to embeddings or gains, for both.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from .schedules import lr_lambda
+from .update_rms import adam_update_rms
 
 DECAYED_ROLES = ("hidden", "readout")
+MUON_ROLES = ("hidden",)
 
 
 def param_group_specs(model, cfg: dict) -> list[dict]:
@@ -31,17 +34,43 @@ def param_group_specs(model, cfg: dict) -> list[dict]:
     return specs
 
 
-def build_optimizer(model, cfg: dict, device_type: str) -> torch.optim.Optimizer:
-    if cfg["optimizer"] != "adamw":
-        raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
-    groups = param_group_specs(model, cfg)
+def _adamw(groups: list[dict], lr: float, cfg: dict, device_type: str) -> torch.optim.AdamW:
     for g in groups:
-        g["lr"] = cfg["lr"] * g["lr_mult"]
-    return torch.optim.AdamW(
-        groups, lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"],
-        fused=device_type == "cuda",
-    )
+        g["lr"] = lr * g["lr_mult"]
+    return torch.optim.AdamW(groups, lr=lr, betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["eps"],
+                             fused=device_type == "cuda")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: dict) -> LambdaLR:
-    return LambdaLR(optimizer, lr_lambda(cfg))
+def build_optimizers(model, cfg: dict, device_type: str) -> list[torch.optim.Optimizer]:
+    groups = param_group_specs(model, cfg)
+    if cfg["optimizer"] == "adamw":
+        return [_adamw(groups, cfg["lr"], cfg, device_type)]
+    if cfg["optimizer"] == "muon":
+        from .muon import Muon
+
+        matrices = [g for g in groups if g["name"] in MUON_ROLES]
+        for g in matrices:
+            g["lr"] = cfg["lr"] * g["lr_mult"]
+        muon = Muon(matrices, lr=cfg["lr"], momentum=cfg["muon_momentum"], nesterov=True,
+                    ns_steps=cfg["muon_ns_steps"], scale=cfg["muon_scale"])
+        aux_lr = cfg["aux_lr"] if cfg["aux_lr"] is not None else cfg["lr"]
+        return [muon, _adamw([g for g in groups if g["name"] not in MUON_ROLES], aux_lr, cfg, device_type)]
+    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
+
+
+def build_schedulers(optimizers: list[torch.optim.Optimizer], cfg: dict) -> list[LambdaLR]:
+    return [LambdaLR(opt, lr_lambda(cfg)) for opt in optimizers]
+
+
+def update_rms(optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+    """The update RMS per named group, excluding the learning rate: from AdamW's moments, or as
+    recorded by Muon at its last step."""
+    out: dict[str, float] = {}
+    for opt in optimizers:
+        if isinstance(opt, torch.optim.AdamW):
+            out.update(adam_update_rms(opt))
+        else:
+            from .muon import muon_update_rms
+
+            out.update(muon_update_rms(opt))
+    return out

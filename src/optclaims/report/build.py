@@ -60,13 +60,16 @@ def fmt_num(x, digits: int = 4) -> str:
 
 
 def fmt_measured(m) -> str:
-    """`{"value", "low", "high", "unit"}` -> "value [low, high] unit"; nested dicts -> "k: v; ..."."""
+    """`{"value", "low", "high", "unit", "interval"}` -> "value [low, high] unit (what the interval is)";
+    nested dicts -> "k: v; ..."."""
     if isinstance(m, dict) and "value" in m:
         text = fmt_num(m["value"])
         if m.get("low") is not None or m.get("high") is not None:
             text += f" [{fmt_num(m.get('low'))}, {fmt_num(m.get('high'))}]"
         if m.get("unit"):
             text += f" {m['unit']}"
+        if m.get("interval"):
+            text += f" ({m['interval']})"
         return text
     if isinstance(m, dict):
         return "; ".join(f"{k}: {fmt_measured(v)}" for k, v in m.items())

@@ -1,0 +1,201 @@
+"""Muon: momentum, then an approximate orthogonalisation of each hidden matrix's update.
+
+For a weight W of torch shape (A, B) = (fan_out, fan_in), gradient G_t, momentum μ:
+
+    M_t = μ M_{t-1} + G_t                      sum form, as Moonlight (arXiv 2502.16982, Eq. 4)
+    N_t = G_t + μ M_t   (Nesterov)   or  M_t
+    O_t = NS_5(N_t) ≈ msign(N_t) = U Vᵀ        where N_t = U Σ Vᵀ
+    W_t = W_{t-1}·(1 − η λ) − η · s(A, B) · O_t   decoupled decay with the unscaled η
+
+Keller Jordan's Muon (github.com/KellerJordan/Muon) and ``torch.optim.Muon`` keep the EMA form
+B_t = μ B_{t-1} + (1 − μ) G_t = (1 − μ) M_t, and their Nesterov direction (1 − μ) G_t + μ B_t is
+(1 − μ)·N_t; NS starts by dividing by the Frobenius norm, so both forms step along the same O_t.
+
+NS is the quintic Newton–Schulz iteration X ← aX + (bA + cA²)X with A = XXᵀ, started from
+X_0 = N/‖N‖_F (so every singular value is ≤ 1) and run on the shorter side. Each singular value
+follows the scalar map x ↦ ax + bx³ + cx⁵; Keller Jordan's (a, b, c) = (3.4445, −4.7750, 2.0315)
+make the slope at 0 large and leave the values oscillating in about [0.7, 1.2] after 5 steps
+instead of converging to 1 (Su, kexue.fm/archives/10592, fits coefficients per shape).
+
+The scale s(A, B) sets the update's size (see ``update_scale``):
+  moonlight  0.2·√max(A, B)   a full-rank UVᵀ has RMS 1/√max(A, B), so the update RMS is 0.2,
+                              AdamW's, and AdamW's η and λ carry over (Moonlight Lemma 1, Eq. 7)
+  keller     √max(1, A/B)     Keller Jordan's; η ≈ 0.02 "in units of spectral norm"
+  spectral   √(A/B)           √(fan_out/fan_in), the spectral condition for μP-like transfer
+
+Muon is for hidden matrices only: embeddings, the readout and gains go to AdamW
+(``split_params``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+SCALES = ("moonlight", "keller", "spectral")
+MUON_ROLES = ("hidden",)
+
+
+def zeropower_via_newtonschulz(G: Tensor, steps: int = 5, coefficients=NS_COEFFICIENTS, eps: float = 1e-7) -> Tensor:
+    """≈ U Vᵀ of every matrix in ``G`` (shape (..., A, B), batched over the leading dims).
+
+    Each matrix is divided by its Frobenius norm (+ ``eps``) in G's dtype, the iteration runs in
+    bfloat16 on the shorter side (on Xᵀ when A > B), and the result is returned in G's dtype
+    (it carries bfloat16 precision). A zero matrix maps to zero.
+    """
+    if G.ndim < 2:
+        raise ValueError(f"Newton–Schulz needs matrices, got a tensor of shape {tuple(G.shape)}")
+    a, b, c = coefficients
+    A, B = G.shape[-2:]
+    X = G / (torch.linalg.matrix_norm(G, keepdim=True) + eps)
+    X = X.reshape(-1, A, B) if math.prod(G.shape[:-2]) != 1 else X.reshape(A, B)  # one matrix: mm is faster
+    if A > B:
+        X = X.mT
+    X = X.to(torch.bfloat16, memory_format=torch.contiguous_format)  # a transposed layout slows bmm
+    add_matmul = torch.addmm if X.ndim == 2 else torch.baddbmm  # beta·input + alpha·m1@m2
+    for _ in range(steps):
+        gram = X @ X.mT
+        poly = add_matmul(gram, gram, gram, beta=b, alpha=c)  # b·A + c·A²
+        X = add_matmul(X, poly, X, beta=a)  # a·X + (b·A + c·A²)·X
+    if A > B:
+        X = X.mT
+    return X.reshape(G.shape).to(G.dtype, memory_format=torch.contiguous_format)
+
+
+def update_scale(shape, scale: str) -> float:
+    """Multiplier of the orthogonalised update of a weight of torch shape (fan_out, fan_in) = (A, B)."""
+    A, B = (int(n) for n in shape[-2:])
+    if scale == "moonlight":
+        return 0.2 * math.sqrt(max(A, B))
+    if scale == "keller":
+        return math.sqrt(max(1.0, A / B))
+    if scale == "spectral":
+        return math.sqrt(A / B)
+    raise ValueError(f"unknown Muon update scale {scale!r}; expected one of {SCALES}")
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for 2-D parameters (see the module docstring for the update).
+
+    Matrices of one shape within a group are orthogonalised together in one batched NS call, and
+    momentum, decay and the step use ``torch._foreach_*`` ops; ``step`` never syncs with the host.
+    Momentum buffers are ``state[p]["momentum_buffer"]`` (sum form, so they are 1/(1 − μ) times
+    torch.optim.Muon's). After each step ``self.update_rms[group name]`` holds, as a 0-d tensor,
+    the RMS of s(A, B)·O_t per matrix (the update without η) averaged over the group's matrices;
+    read it with ``muon_update_rms``. Groups may carry extra keys ("name", "lr_mult", ...).
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.95, nesterov: bool = True, weight_decay: float = 0.0,
+                 ns_steps: int = 5, ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, scale: str = "moonlight"):
+        if not lr >= 0.0:
+            raise ValueError(f"invalid learning rate {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"invalid momentum {momentum}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"invalid weight decay {weight_decay}")
+        if ns_steps < 1 or len(ns_coefficients) != 3:
+            raise ValueError("ns_steps must be >= 1 and ns_coefficients three numbers")
+        defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+                    "ns_steps": ns_steps, "ns_coefficients": tuple(ns_coefficients), "eps": eps, "scale": scale}
+        self.update_rms: dict[str, Tensor] = {}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            update_scale((1, 1), group["scale"])
+            for i, p in enumerate(group["params"]):
+                if p.ndim != 2:
+                    names = group.get("param_names")
+                    which = f"{names[i]!r} " if names else ""
+                    raise ValueError(f"Muon takes 2-D matrices only; parameter {which}has shape {tuple(p.shape)} "
+                                     "(give embeddings, gains and biases to AdamW)")
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.update_rms = {}
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("Muon does not support sparse gradients")
+            grads = [p.grad for p in params]
+            bufs = []
+            for p in params:
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                bufs.append(state["momentum_buffer"])
+
+            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+            torch._foreach_mul_(bufs, mu)
+            torch._foreach_add_(bufs, grads)
+            directions = torch._foreach_add(grads, bufs, alpha=mu) if group["nesterov"] else bufs
+
+            # one batched NS per shape: stack, orthogonalise, scale, unbind
+            buckets: dict[tuple, list[int]] = defaultdict(list)
+            for i, p in enumerate(params):
+                buckets[(p.shape, p.dtype, p.device)].append(i)
+            updates: list[Tensor | None] = [None] * len(params)
+            rms = []
+            for (shape, _, _), idx in buckets.items():
+                O = zeropower_via_newtonschulz(torch.stack([directions[i] for i in idx]), group["ns_steps"],
+                                               group["ns_coefficients"], group["eps"])
+                U = O.mul_(update_scale(shape, group["scale"]))
+                rms.append(torch.linalg.vector_norm(U, dim=(-2, -1), dtype=torch.float32) / math.sqrt(shape.numel()))
+                for i, u in zip(idx, U.unbind(0)):
+                    updates[i] = u
+
+            if wd != 0.0:
+                torch._foreach_mul_(params, 1.0 - lr * wd)
+            torch._foreach_add_(params, updates, alpha=-lr)
+            self.update_rms[group.get("name", str(index))] = torch.cat(rms).mean()
+        return loss
+
+
+@torch.no_grad()
+def muon_update_rms(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """Per group name, the mean per-matrix RMS of Muon's last update without the learning rate,
+    s(A, B)·O_t; one host sync. Empty before the first step or for other optimisers."""
+    rms = getattr(optimizer, "update_rms", None) or {}
+    return dict(zip(rms, torch.stack(list(rms.values())).tolist())) if rms else {}
+
+
+def split_params(model, groups: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
+    """Split parameter groups into (Muon groups, AdamW groups) by role: the hidden matrices go to
+    Muon, embeddings, readout and gains to AdamW (Moonlight's split).
+
+    ``groups`` are dicts with a role "name" and "params" (e.g. ``optim.build.param_group_specs``);
+    by default one group per role of ``model.param_groups()`` with "name", "params" and
+    "param_names". The split is checked to be exhaustive and disjoint over ``model.parameters()``
+    and every Muon parameter to be 2-D.
+    """
+    if groups is None:
+        groups = [{"name": role, "params": [p for _, p in named], "param_names": [n for n, _ in named]}
+                  for role, named in model.param_groups().items() if named]
+    muon_groups = [g for g in groups if g["name"] in MUON_ROLES]
+    adamw_groups = [g for g in groups if g["name"] not in MUON_ROLES]
+    ids = [id(p) for g in groups for p in g["params"]]
+    model_ids = {id(p) for p in model.parameters()}
+    if len(ids) != len(set(ids)):
+        raise ValueError("a parameter appears in more than one group")
+    if set(ids) != model_ids:
+        raise ValueError(f"the groups miss {len(model_ids - set(ids))} of the model's parameters "
+                         f"and hold {len(set(ids) - model_ids)} that are not the model's")
+    bad = [tuple(p.shape) for g in muon_groups for p in g["params"] if p.ndim != 2]
+    if bad:
+        raise ValueError(f"Muon groups hold parameters that are not matrices: shapes {bad}")
+    return muon_groups, adamw_groups
