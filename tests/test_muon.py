@@ -2,12 +2,14 @@
 the parameter split, and optimiser plumbing (state_dict, refusal of non-matrices)."""
 
 import io
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from optclaims import bench
 from optclaims.model import GPT, GPTConfig
 from optclaims.optim.build import param_group_specs
 from optclaims.optim.muon import (
@@ -267,3 +269,17 @@ def test_state_dict_round_trip_gives_identical_steps():
         assert torch.equal(p, q)
     for p, q in zip(params, fresh):
         assert torch.equal(opt.state[p]["momentum_buffer"], opt2.state[q]["momentum_buffer"])
+
+
+def test_bench_optim_runs_on_a_tiny_model(tmp_path, monkeypatch, capsys):
+
+    monkeypatch.setitem(bench.SIZES, "tiny", GPTConfig(64, 32, 2, 2, 16))
+    out = tmp_path / "bench.json"
+    assert bench.main(["--sizes", "tiny", "--steps", "2", "--warmup", "0", "--batch-size", "2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["setup"] for r in rows] == list(bench.SETUPS)
+    assert all(r["train_step_ms"] > 0 and r["opt_step_ms"] > 0 for r in rows)
+    assert rows[0]["muon_share"] > 0 and rows[-1]["muon_ms"] is None
+    assert "muon share" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown sizes"):
+        bench.main(["--sizes", "huge"])

@@ -129,3 +129,16 @@ def test_unaligned_eval_and_checkpoint_steps_keep_metrics_whole(tiny_data, tiny_
     assert m.step.tolist() == list(range(1, 21))
     assert m.loc[m.val_loss.notna(), "step"].tolist() == [7, 14, 20]
     assert resumed["final_val_loss"] == whole["final_val_loss"]
+
+
+def test_muon_run_resumes_exactly_and_logs_its_update_rms(tiny_data, tiny_run, tmp_path):
+    cfg = tiny_run(optimizer="muon", lr=0.02)
+    whole = train_run(cfg, tmp_path / "whole", tiny_data)
+    with pytest.raises(_Stop):
+        train_run(cfg, tmp_path / "split", tiny_data, stop_at=13)
+    resumed = train_run(cfg, tmp_path / "split", tiny_data)
+    assert resumed["final_val_loss"] == whole["final_val_loss"] and whole["status"] == "ok"
+    m = pd.read_parquet(tmp_path / "whole" / "metrics.parquet")
+    rms = m.update_rms_hidden.dropna()
+    assert len(rms) == 6 and rms.between(0.1, 0.3).all()  # 0.2·√max(A,B)·msign: RMS ≈ 0.2 (bf16 NS: a bit less)
+    assert m.update_rms_embed.notna().sum() == 6  # the AdamW part is reported beside it

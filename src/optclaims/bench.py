@@ -116,7 +116,8 @@ def bench_size(name: str, cfg: GPTConfig, device: torch.device, batch_size: int,
 
 
 def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    width = spec.lstrip("<>^").split(".")[0]
+    return format("-", f">{width}") if v is None else format(v, spec)
 
 
 def format_table(rows: list[dict]) -> str:

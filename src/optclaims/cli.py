@@ -183,6 +183,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out")
     c.set_defaults(func=_report)
 
+    from . import bench
+
+    c = sub.add_parser("bench-optim", help="time the optimizer step (this Muon, torch.optim.Muon, fused AdamW) "
+                       "and the training step on this machine")
+    bench.add_arguments(c)
+    c.set_defaults(func=bench.run)
+
     c = sub.add_parser("plan", help="print the runs a workflow config asks for")
     c.add_argument("--config", default="workflows/config/config.yaml")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")

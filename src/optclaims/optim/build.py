@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from .muon import Muon, muon_update_rms, split_params
 from .schedules import lr_lambda
 from .update_rms import adam_update_rms
 
 DECAYED_ROLES = ("hidden", "readout")
-MUON_ROLES = ("hidden",)
 
 
 def param_group_specs(model, cfg: dict) -> list[dict]:
@@ -46,15 +46,13 @@ def build_optimizers(model, cfg: dict, device_type: str) -> list[torch.optim.Opt
     if cfg["optimizer"] == "adamw":
         return [_adamw(groups, cfg["lr"], cfg, device_type)]
     if cfg["optimizer"] == "muon":
-        from .muon import Muon
-
-        matrices = [g for g in groups if g["name"] in MUON_ROLES]
+        matrices, rest = split_params(model, groups)
         for g in matrices:
             g["lr"] = cfg["lr"] * g["lr_mult"]
         muon = Muon(matrices, lr=cfg["lr"], momentum=cfg["muon_momentum"], nesterov=True,
                     ns_steps=cfg["muon_ns_steps"], scale=cfg["muon_scale"])
         aux_lr = cfg["aux_lr"] if cfg["aux_lr"] is not None else cfg["lr"]
-        return [muon, _adamw([g for g in groups if g["name"] not in MUON_ROLES], aux_lr, cfg, device_type)]
+        return [muon, _adamw(rest, aux_lr, cfg, device_type)]
     raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
 
 
@@ -70,7 +68,5 @@ def update_rms(optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         if isinstance(opt, torch.optim.AdamW):
             out.update(adam_update_rms(opt))
         else:
-            from .muon import muon_update_rms
-
             out.update(muon_update_rms(opt))
     return out
