@@ -108,6 +108,17 @@ def _csv(s: str) -> list[str]:
     return [x for x in s.split(",") if x]
 
 
+def _claim_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
+    """A subcommand that works on one claim's runs at one scale."""
+    c = sub.add_parser(name, help=help_)
+    c.add_argument("claim")
+    c.add_argument("--scale", required=True)
+    c.add_argument("--scale-dir", required=True)
+    c.add_argument("--runs", nargs="+", required=True)
+    c.add_argument("--repro-dir", default="reproductions")
+    return c
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="optclaims", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -159,23 +170,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.set_defaults(func=_eval)
 
-    c = sub.add_parser("analyze", help="analyse a claim from its runs; writes verdict.json, table.csv, figures/")
-    c.add_argument("claim")
-    c.add_argument("--scale", required=True)
-    c.add_argument("--scale-dir", required=True)
-    c.add_argument("--runs", nargs="+", required=True)
+    c = _claim_parser(sub, "analyze", "analyse a claim from its runs; writes verdict.json, table.csv, figures/")
     c.add_argument("--evidential", action="store_true")
-    c.add_argument("--repro-dir", default="reproductions")
     c.set_defaults(func=_analyze)
 
-    c = sub.add_parser("select", help="a claim's second-stage runs, chosen from its first-stage results")
-    c.add_argument("claim")
-    c.add_argument("--scale", required=True)
-    c.add_argument("--scale-dir", required=True)
-    c.add_argument("--runs", nargs="+", required=True)
+    c = _claim_parser(sub, "select", "a claim's second-stage runs, chosen from its first-stage results")
     c.add_argument("--common", required=True, help="JSON fields every run config gets (data, vocab, overrides)")
     c.add_argument("--out", required=True)
-    c.add_argument("--repro-dir", default="reproductions")
     c.set_defaults(func=_select)
 
     c = sub.add_parser("report", help="build the report of one scale")
