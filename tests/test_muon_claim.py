@@ -88,3 +88,16 @@ def test_best_lr_on_the_grid_edge_is_inconclusive(tmp_path):
     runs = synthetic_runs(2.0, lr_loss=lambda lr: -0.01 * np.log2(lr))  # keeps improving with LR
     verdict, _ = claim.analyze(ClaimContext("muon_efficiency", SPEC, "smoke", False, runs, tmp_path))
     assert verdict["status"] == "inconclusive" and "edge" in verdict["summary"]
+
+
+def test_compute_frontier_with_three_sizes():
+    """Three sizes on known frontiers L = a·C^−b: the fitted ratio at equal loss is recovered."""
+    rows, best = [], []
+    for k, size in enumerate(("s", "m", "l")):
+        for opt, a in (("adamw", 10.0), ("muon", 10.0 * 0.5**0.1)):  # Muon needs half the compute
+            best.append({"size": size, "optimizer": opt, "best_lr": 1e-3, "on_edge": False})
+            for frac in (0.25, 0.5, 1.0):
+                flops = 1e15 * 4**k * frac
+                rows.append({"size": size, "optimizer": opt, "lr": 1e-3, "flops": flops, "final_val_loss": a * flops**-0.1})
+    out = claim.compute_frontier(pd.DataFrame(rows), pd.DataFrame(best))
+    assert out["ratio"] == pytest.approx(0.5, rel=1e-6) and out["adamw_b"] == pytest.approx(0.1)

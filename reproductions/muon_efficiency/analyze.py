@@ -159,6 +159,35 @@ def size_results(df: pd.DataFrame, best: pd.DataFrame, n_boot: int) -> pd.DataFr
     return pd.DataFrame(rows).sort_values("d_model").reset_index(drop=True)
 
 
+def compute_frontier(df: pd.DataFrame, best: pd.DataFrame) -> dict | None:
+    """Moonlight's view (Fig. 1a): per optimizer, the lower envelope of (FLOPs, loss) over every size
+    and budget at its best LR, fitted as L(C) = a·C^(−b); the compute ratio C_Muon/C_AdamW at a loss
+    both frontiers cover. Needs three or more sizes."""
+    if df["size"].nunique() < 3:
+        return None
+    fits = {}
+    for opt in ("adamw", "muon"):
+        pts = []
+        for _, b in best[best.optimizer == opt].iterrows():
+            at = df[(df["size"] == b["size"]) & (df.optimizer == opt) & np.isclose(df.lr, b.best_lr or np.nan)]
+            pts.append(at.groupby("flops").final_val_loss.mean())
+        curve = pd.concat(pts).sort_index()
+        curve = curve[np.isfinite(curve)]
+        envelope = curve[curve <= curve.cummin()]
+        if len(envelope) < 2:
+            return None
+        slope, intercept = np.polyfit(np.log(envelope.index.to_numpy(float)), np.log(envelope.to_numpy(float)), 1)
+        fits[opt] = {"a": float(np.exp(intercept)), "b": float(-slope), "losses": envelope}
+    lo = max(fits[o]["losses"].min() for o in fits)
+    hi = min(fits[o]["losses"].max() for o in fits)
+    if not lo <= hi or min(f["b"] for f in fits.values()) <= 0:
+        return None
+    loss = float(np.sqrt(lo * hi))
+    compute = {o: (loss / f["a"]) ** (-1.0 / f["b"]) for o, f in fits.items()}
+    return {"loss": loss, "ratio": compute["muon"] / compute["adamw"],
+            **{f"{o}_{k}": f[k] for o, f in fits.items() for k in ("a", "b")}}
+
+
 def decide(sizes: pd.DataFrame, th: dict) -> tuple[str, str]:
     if sizes.empty or "token_multiplier" not in sizes:
         return "inconclusive", "no size has both optimizers' runs"
@@ -264,6 +293,17 @@ def analyze(ctx):
                         "expected": "Moonlight's reuse protocol: Muon at AdamW's LR beats AdamW",
                         "measured": f"Muon {s.muon_at_adamw_lr_loss:.4f} vs AdamW {s.adamw_final_loss:.4f} at lr {s.adamw_best_lr:g}",
                         "criterion": "Muon's loss at AdamW's best LR ≤ AdamW's best loss"})
+
+    frontier = compute_frontier(df, best)
+    if frontier:
+        meas["compute ratio C_Muon/C_AdamW at equal loss (frontier fit)"] = {
+            **measured(frontier["ratio"], unit="×"), "interval": f"at loss {frontier['loss']:.3f}"}
+        sub.append({"name": "compute frontier L(C) = a·C^(−b)", "status": "reproduced" if frontier["ratio"] <= 1 / th["reproduced"][0] else
+                    ("partially_reproduced" if frontier["ratio"] <= 1 / th["partial_low"] else "not_reproduced"),
+                    "expected": "Moonlight: 0.519× FLOPs (fits 2.506·C^−0.052 vs 2.608·C^−0.054)",
+                    "measured": f"ratio {frontier['ratio']:.3f}; Muon {frontier['muon_a']:.3g}·C^−{frontier['muon_b']:.3f}, "
+                                f"AdamW {frontier['adamw_a']:.3g}·C^−{frontier['adamw_b']:.3f}",
+                    "criterion": "ratio ≤ 1/1.6 reproduced, ≤ 1/1.2 partially"})
 
     plot_lr_sweeps(ctx, df, full, seed0)
     plot_budgets(ctx, df, best, sizes)
