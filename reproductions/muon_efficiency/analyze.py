@@ -280,7 +280,8 @@ def analyze(ctx):
     sub = []
     if len(sizes) > 1 and "token_multiplier" in sizes:
         m = sizes.token_multiplier.to_numpy()
-        trend = "falls" if m[-1] < m[0] else "rises" if m[-1] > m[0] else "is flat"
+        trend = ("cannot be read (unbounded or missing at some size)" if not np.isfinite(m).all()
+                 else "falls" if m[-1] < m[0] else "rises" if m[-1] > m[0] else "is flat")
         sub.append({"name": "trend across sizes", "status": "inconclusive" if not np.isfinite(m).all() else
                     ("reproduced" if m[-1] <= m[0] else "not_reproduced"),
                     "expected": "falls with size (Wen et al. 1.4× → 1.1×; Moonlight's fit: slow fall)",
