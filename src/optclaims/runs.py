@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from importlib import resources
 
 import jsonschema
@@ -41,6 +42,7 @@ RUN_DEFAULTS: dict = {
 MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}
 
 
+@lru_cache(maxsize=1)
 def run_schema() -> dict:
     return json.loads(resources.files("optclaims").joinpath("schemas/run.schema.json").read_text())
 
@@ -60,7 +62,7 @@ def make_run_config(fields: dict) -> dict:
         raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is a Muon setting, "
                           f"but optimizer = {json.dumps(fields.get('optimizer'))}")
     cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **fields}
-    validator = jsonschema.Draft202012Validator(run_schema())
+    validator = jsonschema.Draft202012Validator(run_schema())  # schema parsed once per process
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(schema_error_message(errors[0], "run config"))
