@@ -180,7 +180,7 @@ def test_split_params_is_exhaustive_and_disjoint():
     assert names == {n for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2}
     assert len(names) == 4 * model.cfg.n_layers
 
-    specs = param_group_specs(model, {"weight_decay": 0.1})  # the AdamW builder's groups, lr_mult and all
+    specs = param_group_specs(model, {"weight_decay": 0.1, "parametrization": "sp", "optimizer": "muon"})  # the builder's groups, lr_mult and all
     muon_groups, _ = split_params(model, specs)
     opt = Muon(muon_groups, lr=0.01, weight_decay=0.1)
     assert opt.param_groups[0]["lr_mult"] == 1.0 and set(opt.param_groups[0]["param_names"]) == names

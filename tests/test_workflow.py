@@ -51,8 +51,13 @@ def test_dag_end_to_end_then_nothing_to_do(workdir):
     for rid in verdict["runs"]:
         ev = json.loads((scale / "runs" / rid / "eval.json").read_text())
         assert ev["status"] == "ok" and "bits_per_byte,none" in ev["results"]["optclaims_ppl"]
+    # a claim with `evaluate: false` gets its verdict from training outputs alone: no lm-eval jobs
+    mup = json.loads((scale / "claims/mup_transfer/verdict.json").read_text())
+    assert mup["status"] == "inconclusive"  # run_overrides pin one d_model: no width range, no power
+    unevaluated = set(mup["runs"]) - set(verdict["runs"])
+    assert unevaluated and not any((scale / "runs" / rid / "eval.json").exists() for rid in unevaluated)
     html = (scale / "report/index.html").read_text()
-    assert "adam_update_rms" in html and "data:image/png;base64," in html
+    assert "adam_update_rms" in html and "mup_transfer" in html and "data:image/png;base64," in html
     assert (scale / "report/report.md").exists()
 
     again = snakemake(workdir, "--dry-run")

@@ -32,11 +32,17 @@ def claim_runs(wc):
     return runs
 
 
+def analysis_inputs(wc):
+    """Each run's training outputs, and its lm-eval results unless the claim says `evaluate: false`."""
+    evaluated = PLAN.claim_specs[wc.claim].get("evaluate", True)
+    return run_files(claim_runs(wc), "summary.json", "metrics.parquet", *(["eval.json"] if evaluated else []))
+
+
 rule analyze:
     input:
         spec="reproductions/{claim}/claim.yaml",
         code="reproductions/{claim}/analyze.py",
-        runs=lambda wc: run_files(claim_runs(wc), "summary.json", "metrics.parquet", "eval.json"),
+        runs=analysis_inputs,
     output:
         verdict=f"{SCALE_DIR}/claims/{{claim}}/verdict.json",
         table=report(f"{SCALE_DIR}/claims/{{claim}}/table.csv", category="Claims", subcategory="{claim}"),

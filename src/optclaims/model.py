@@ -1,9 +1,10 @@
 """A pre-norm GPT: token + learned position embeddings, RMSNorm, causal self-attention through
 ``scaled_dot_product_attention``, a GELU MLP and an untied readout.
 
-Every scale factor that a parametrization may change (init std, attention scale, readout
-multiplier) is a plain field of ``GPTConfig``, so torch.compile and checkpoints carry it; nothing is
-patched onto tensors. ``param_groups`` names the four kinds of parameters an optimiser treats
+Every scale factor that a parametrization may change (init std per role, zero-initialised readout
+or query, attention scale, readout multiplier) is a plain field of ``GPTConfig``, so torch.compile
+and checkpoints carry it; nothing is patched onto tensors (``parametrization.py`` computes the
+fields from a run config). ``param_groups`` names the four kinds of parameters an optimiser treats
 differently (hidden matrices, embeddings, readout, gains).
 """
 
@@ -25,8 +26,11 @@ class GPTConfig:
     n_heads: int
     seq_len: int
     mlp_ratio: float = 4.0
-    init_std: float = 0.02
-    attn_scale: float | None = None  # None: 1/sqrt(d_head), the standard parametrization
+    init_std: float = 0.02            # embeddings, and every matrix whose own std is None
+    hidden_gain: float | None = None  # hidden matrices: std gain/sqrt(fan_in) (μP); None: init_std
+    readout_std: float | None = None  # 0: a zero-initialised readout
+    zero_query: bool = False          # zero-initialise the query projection (uniform attention at init)
+    attn_scale: float | None = None   # None: 1/sqrt(d_head), the standard parametrization
     readout_mult: float = 1.0
     norm_eps: float = 1e-6
 
@@ -96,25 +100,42 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        std = self.cfg.init_std
+        cfg = self.cfg
+        readout = cfg.init_std if cfg.readout_std is None else cfg.readout_std
         for name, p in self.named_parameters():
             if p.ndim == 1:
                 nn.init.ones_(p)
-            elif name.endswith("proj.weight"):
-                # residual-branch outputs scaled by 1/sqrt(2L), as in GPT-2
-                nn.init.normal_(p, std=std / math.sqrt(2 * self.cfg.n_layers))
+            elif name.startswith(("tok_emb.", "pos_emb.")):
+                nn.init.normal_(p, std=cfg.init_std)
+            elif name.startswith("readout."):
+                nn.init.normal_(p, std=readout) if readout > 0 else nn.init.zeros_(p)
             else:
+                std = cfg.init_std if cfg.hidden_gain is None else cfg.hidden_gain / math.sqrt(p.shape[1])
+                if name.endswith("proj.weight"):
+                    std /= math.sqrt(2 * cfg.n_layers)  # residual-branch outputs scaled by 1/sqrt(2L), as in GPT-2
                 nn.init.normal_(p, std=std)
+        if cfg.zero_query:
+            for block in self.blocks:
+                block.attn.qkv.weight[: cfg.d_model].zero_()  # rows of q in the fused q, k, v projection
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """Logits for every position; with ``targets`` also the mean cross-entropy in nats/token."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, activations: list | None = None):
+        """Logits for every position; with ``targets`` also the mean cross-entropy in nats/token.
+        With an ``activations`` list, appends mean |x| (a 0-d tensor) of the embedding output, each
+        block's output and the logits: the coordinate check's l1 (microsoft/mup)."""
         T = idx.shape[1]
         if T > self.cfg.seq_len:
             raise ValueError(f"sequence of {T} tokens exceeds the model's context of {self.cfg.seq_len}")
+        record = activations is not None
         x = self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device))
+        if record:
+            activations.append(x.detach().abs().mean())
         for block in self.blocks:
             x = block(x)
+            if record:
+                activations.append(x.detach().abs().mean())
         logits = self.readout(self.norm_out(x)) * self.cfg.readout_mult
+        if record:
+            activations.append(logits.detach().float().abs().mean())
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
@@ -140,6 +161,11 @@ class GPT(nn.Module):
         groups = self.param_groups()
         roles = ("hidden", "readout", "gains") + (("embed",) if include_embeddings else ())
         return sum(p.numel() for r in roles for _, p in groups[r])
+
+
+def activation_names(n_layers: int) -> list[str]:
+    """Names of the activations ``GPT.forward`` records, in order."""
+    return ["embed", *(f"block{i}" for i in range(n_layers)), "logits"]
 
 
 def flops_per_token(cfg: GPTConfig, n_matmul_params: int) -> float:

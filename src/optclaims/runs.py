@@ -37,9 +37,13 @@ RUN_DEFAULTS: dict = {
     "device": "auto",
     "dtype": "auto",
     "compile": "auto",
+    "activation_steps": 0,
 }
 # Filled in (and allowed) only for Muon runs, so an AdamW run's id does not carry Muon's settings.
 MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}
+# Likewise only for μP runs; mup_base_width has no default (the width whose learning rates μP keeps).
+MUP_DEFAULTS: dict = {"mup_zero_readout": True, "mup_zero_query": True}
+MUP_FIELDS = ("mup_base_width", *MUP_DEFAULTS)
 
 
 @lru_cache(maxsize=1)
@@ -57,11 +61,13 @@ def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
 def make_run_config(fields: dict) -> dict:
     """Defaults + fields, validated; raises ConfigError naming the first bad key and value."""
     muon = fields.get("optimizer") == "muon"
-    stray = sorted(k for k in MUON_DEFAULTS if k in fields and not muon)
-    if stray:
-        raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is a Muon setting, "
-                          f"but optimizer = {json.dumps(fields.get('optimizer'))}")
-    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **fields}
+    mup = fields.get("parametrization") == "mup"
+    _refuse_stray(fields, MUON_DEFAULTS, muon, "a Muon setting", "optimizer")
+    _refuse_stray(fields, MUP_FIELDS, mup, "a μP setting", "parametrization")
+    if mup and "mup_base_width" not in fields:
+        raise ConfigError("invalid run config: parametrization = \"mup\" needs mup_base_width "
+                          "(the width whose learning rates μP keeps)")
+    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **(MUP_DEFAULTS if mup else {}), **fields}
     validator = jsonschema.Draft202012Validator(run_schema())  # schema parsed once per process
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
@@ -71,6 +77,13 @@ def make_run_config(fields: dict) -> dict:
     if cfg["warmup_steps"] >= cfg["steps"]:
         raise ConfigError(f"invalid run config: warmup_steps = {cfg['warmup_steps']} must be below steps = {cfg['steps']}")
     return cfg
+
+
+def _refuse_stray(fields: dict, keys, allowed: bool, what: str, switch: str) -> None:
+    stray = sorted(k for k in keys if k in fields and not allowed)
+    if stray:
+        raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is {what}, "
+                          f"but {switch} = {json.dumps(fields.get(switch, RUN_DEFAULTS.get(switch)))}")
 
 
 def canonical_json(cfg: dict) -> str:

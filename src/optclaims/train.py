@@ -19,22 +19,16 @@ import torch
 from . import checkpoint
 from .atomic import atomic_output
 from .data.shards import TokenShard
-from .model import GPT, GPTConfig, flops_per_token
+from .model import GPT, activation_names, flops_per_token
 from .optim import build_optimizers, build_schedulers, update_rms
 from .optim.schedules import lr_lambda
+from .parametrization import model_config
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .errors import ConfigError
 from .runs import read_json, run_id, write_json
 
-MODEL_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "init_std")
-
-
 class _Stop(Exception):
     """Raised by the ``stop_at`` test hook: ends the process's work as a kill would."""
-
-
-def model_config(cfg: dict) -> GPTConfig:
-    return GPTConfig(**{k: cfg[k] for k in MODEL_KEYS})
 
 
 def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
@@ -99,6 +93,9 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
     clip_grads = cfg["clip"] is not None
     losses = torch.zeros(steps, device=device)
     norms = torch.zeros(steps, device=device)
+    # the coordinate check: mean |activation| per layer in the forward pass of each of the first steps
+    act_steps, act_names = min(cfg["activation_steps"], steps), activation_names(cfg["n_layers"])
+    acts = torch.zeros(act_steps, len(act_names), device=device)
     lr_at = lr_lambda(cfg)
     first_loss = rows[0]["train_loss"] if rows else None
     status, flushed = "ok", start
@@ -108,10 +105,13 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         """Copy buffered step metrics to host rows; False when the run has diverged."""
         nonlocal flushed, first_loss
         loss_host, norm_host = losses[flushed:upto].tolist(), norms[flushed:upto].tolist()
+        act_host = acts[flushed:upto].tolist()
         for i, (loss, norm) in enumerate(zip(loss_host, norm_host)):
             s = flushed + i
             rows.append({"step": s + 1, "tokens": (s + 1) * tokens_per_step, "lr": cfg["lr"] * lr_at(s),
                          "train_loss": loss, "grad_norm": norm, "clipped": norm > clip})
+            if i < len(act_host):
+                rows[-1].update({f"act_{name}": v for name, v in zip(act_names, act_host[i])})
         flushed = upto
         if first_loss is None and rows:
             first_loss = rows[0]["train_loss"]
@@ -123,7 +123,12 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         x, y = train_data.batch(s, cfg["batch_size"], cfg["seq_len"], cfg["seed"])
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast():
-            _, loss = step_model(x, y)
+            if s < act_steps:  # eager, so the compiled graph never sees the recording
+                recorded: list[torch.Tensor] = []
+                _, loss = model(x, y, activations=recorded)
+                acts[s] = torch.stack(recorded)
+            else:
+                _, loss = step_model(x, y)
         loss.backward()
         # the pre-clip global norm, computed as clip_grad_norm_ computes it (fp32 gradients, mean loss)
         if clip_grads:

@@ -1,7 +1,9 @@
 """Optimisers over the model's explicit parameter groups.
 
-Each group keeps its role name ("hidden", "embed", "readout", "gains") and an ``lr_mult``, so a
-parametrization can scale a group's learning rate without touching the trainer. ``adamw``: one
+Each group keeps its role name ("hidden", "embed", "readout", "gains") and an ``lr_mult`` from the
+run's parametrization (``parametrization.lr_multipliers``), so μP scales a group's learning rate
+without touching the trainer; its decoupled weight decay λ is divided by the same multiplier, so
+the per-step shrink η·λ stays what the run config says. ``adamw``: one
 torch.optim.AdamW over every group. ``muon``: Muon on the hidden matrices, AdamW on the rest (with
 ``aux_lr``, or the same LR as Moonlight's reuse protocol has it). Weight decay (decoupled) applies to
 the matrices that do computation (hidden, readout), not to embeddings or gains, for both.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..parametrization import lr_multipliers
 from .muon import Muon, muon_update_rms, split_params
 from .schedules import lr_lambda
 from .update_rms import adam_update_rms
@@ -20,7 +23,7 @@ DECAYED_ROLES = ("hidden", "readout")
 
 
 def param_group_specs(model, cfg: dict) -> list[dict]:
-    specs = []
+    specs, lr_mult = [], lr_multipliers(cfg)
     for role, named in model.param_groups().items():
         if not named:
             continue
@@ -28,8 +31,8 @@ def param_group_specs(model, cfg: dict) -> list[dict]:
             "name": role,
             "params": [p for _, p in named],
             "param_names": [n for n, _ in named],
-            "lr_mult": 1.0,
-            "weight_decay": cfg["weight_decay"] if role in DECAYED_ROLES else 0.0,
+            "lr_mult": lr_mult[role],
+            "weight_decay": cfg["weight_decay"] / lr_mult[role] if role in DECAYED_ROLES else 0.0,
         })
     return specs
 
