@@ -97,7 +97,7 @@ def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs:
                  out_dir: Path, repro_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ClaimContext(claim, spec, scale, evidential, [load_run(d) for d in run_dirs], out_dir)
+    ctx = ClaimContext(claim, spec, scale, evidential, [load_run(d) for d in dict.fromkeys(run_dirs)], out_dir)
     verdict, table = load_claim_module(claim, repro_dir).analyze(ctx)
     with atomic_output(out_dir / "table.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -112,7 +112,7 @@ def run_selection(claim: str, spec: dict, scale: str, run_dirs: list[Path], comm
     from .claims import finish_run_configs
     from .runs import run_id
 
-    ctx = ClaimContext(claim, spec, scale, False, [load_run(d) for d in run_dirs], Path(out_path).parent)
+    ctx = ClaimContext(claim, spec, scale, False, [load_run(d) for d in dict.fromkeys(run_dirs)], Path(out_path).parent)
     configs = finish_run_configs(claim, scale, load_claim_module(claim, repro_dir).select_runs(ctx), common)
     selected = {run_id(cfg): cfg for cfg in configs}
     write_json(out_path, selected)

@@ -79,6 +79,6 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
             rid = run_id(cfg)
             plan.runs[rid] = cfg
             ids.append(rid)
-        plan.claims[claim] = ids
+        plan.claims[claim] = list(dict.fromkeys(ids))  # one spelling of a run, however often asked for
         plan.claim_specs[claim] = spec_
     return plan
