@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from optclaims.analysis import measured  # noqa: E402
 
@@ -260,8 +261,9 @@ def plot_coord(ctx, coord: pd.DataFrame, labels: dict) -> None:
         return
     variants = list(dict.fromkeys(coord.variant))
     steps = sorted(coord.step.unique())
-    fig, axes = plt.subplots(len(variants), len(steps), figsize=(2.6 * len(steps), 2.3 * len(variants)),
-                             squeeze=False, sharex=True)
+    widths = sorted(coord.width.unique())
+    fig, axes = plt.subplots(len(variants), len(steps), figsize=(2.8 * len(steps), 2.4 * len(variants)),
+                             squeeze=False, sharex=True, constrained_layout=True)
     layers = list(dict.fromkeys(coord.layer))
     palette = dict(zip(layers, sns.color_palette("viridis", len(layers))))
     for i, v in enumerate(variants):
@@ -270,7 +272,8 @@ def plot_coord(ctx, coord: pd.DataFrame, labels: dict) -> None:
             g = coord[(coord.variant == v) & (coord.step == t) & (coord.l1 > 0)]
             sns.lineplot(data=g, x="width", y="l1", hue="layer", palette=palette, marker="o", ax=ax, legend=(i == 0 and j == len(steps) - 1))
             ax.set(xscale="log", yscale="log", title=f"{labels[v]}, t = {t}", xlabel="width", ylabel="mean |x|" if j == 0 else "")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.set_xticks(widths, [str(w) for w in widths])
+            ax.xaxis.set_minor_locator(NullLocator())
     if axes[0][-1].get_legend():
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
     ctx.save_figure(fig, "coord_check", "Coordinate check (as in microsoft/mup): mean |activation| of the embedding output, "
@@ -281,7 +284,7 @@ def plot_coord(ctx, coord: pd.DataFrame, labels: dict) -> None:
 
 def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict) -> None:
     variants = list(dict.fromkeys(df.variant))
-    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.8 * len(variants), 3.2), squeeze=False, constrained_layout=True)
     palette = dict(zip(sorted(df.width.unique()), sns.color_palette("rocket_r", df.width.nunique())))
     for ax, v in zip(axes[0], variants):
         d = df[df.variant == v].assign(loss=lambda x: x.final_val_loss.replace(np.inf, np.nan))
@@ -291,7 +294,7 @@ def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict) -> Non
         finite = d.loss.dropna()
         if not finite.empty:  # diverged and unstable points would squash the curves: clip the view
             ax.set_ylim(finite.min() - 0.05, min(finite.max(), finite.min() + 1.5) + 0.05)
-        ax.set(title=labels[v], xlabel="log2 learning rate", ylabel="final val loss (nats/token)")
+        ax.set(title=labels[v], xlabel="log2 learning rate", ylabel="final val loss (nats/token)" if v == variants[0] else "")
     if axes[0][-1].get_legend():
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="width")
     ctx.save_figure(fig, "transfer", "Final validation loss against log2 learning rate, one curve per width, same tokens "
@@ -299,14 +302,16 @@ def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict) -> Non
     plt.close(fig)
 
 
-def plot_optima(ctx, opt: pd.DataFrame, labels: dict, drift: tuple[float, float]) -> None:
+def plot_optima(ctx, opt: pd.DataFrame, labels: dict) -> None:
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     for (v, t), color in zip(opt.groupby("variant", sort=False), sns.color_palette("deep")):
         ax.plot(np.log2(t.width), t.optimum_log2_lr, "o-", color=color, label=labels[v])
         if v == "muon_moonlight":
             x = np.log2(t.width.to_numpy(float))
             ax.plot(x, t.optimum_log2_lr.iloc[0] - 0.5 * (x - x[0]), ls="--", color=color, lw=1, label="−0.5 per doubling (Su)")
-    ax.set(xlabel="log2 width", ylabel="optimal log2 LR")
+    widths = sorted(opt.width.unique())
+    ax.set_xticks(np.log2(widths), [str(w) for w in widths])
+    ax.set(xlabel="width (log2 scale)", ylabel="optimal log2 LR")
     ax.legend(fontsize=7)
     ctx.save_figure(fig, "optima", "Optimal log2 learning rate against log2 width per variant (flat = transfers).")
     plt.close(fig)
@@ -338,7 +343,7 @@ def analyze(ctx):
 
     plot_coord(ctx, coord, labels)
     plot_transfer(ctx, df, opt, labels)
-    plot_optima(ctx, opt, labels, th["moonlight_drift"])
+    plot_optima(ctx, opt, labels)
     notes = [f"{len(df)} transfer runs ({(df.status != 'ok').sum()} diverged, counted as ∞), {coord.width.nunique()} "
              f"coordinate-check widths; widths {', '.join(map(str, sorted(df.width.unique())))}, depth "
              f"{block['base']['n_layers']}, head dim {block['head_dim']}, μP base width {block['base_width']}"]
