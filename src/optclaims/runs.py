@@ -24,6 +24,7 @@ RUN_DEFAULTS: dict = {
     "beta2": 0.95,
     "eps": 1e-8,
     "weight_decay": 0.1,
+    "weight_decay_kind": "decoupled",
     "schedule": "cosine",
     "warmup_steps": 0,
     "decay_frac": 0.2,
@@ -38,6 +39,7 @@ RUN_DEFAULTS: dict = {
     "dtype": "auto",
     "compile": "auto",
     "activation_steps": 0,
+    "log_spectra": False,
 }
 # Filled in (and allowed) only for Muon runs, so an AdamW run's id does not carry Muon's settings.
 MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}

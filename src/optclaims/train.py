@@ -22,6 +22,7 @@ from .data.shards import TokenShard
 from .model import GPT, activation_names, flops_per_token
 from .optim import build_optimizers, build_schedulers, update_rms
 from .optim.schedules import lr_lambda
+from .optim.spectral_decay import spectrum_stats
 from .parametrization import model_config
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .errors import ConfigError
@@ -116,6 +117,8 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         if first_loss is None and rows:
             first_loss = rows[0]["train_loss"]
         rows[-1].update({f"update_rms_{k}": v for k, v in update_rms(optimizers).items()})
+        if cfg["log_spectra"]:
+            rows[-1].update(matrix_spectra(model))
         return all(math.isfinite(v) and v < cfg["divergence_ratio"] * first_loss for v in loss_host)
 
     model.train()
@@ -202,6 +205,15 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
     write_json(out_dir / "summary.json", summary)  # written last: its presence marks a finished run
     (out_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
     return summary
+
+
+def matrix_spectra(model: GPT) -> dict[str, float]:
+    """σ_max and SVD entropy of every hidden and readout matrix, as metrics columns."""
+    out = {}
+    groups = model.param_groups()
+    for name, p in groups["hidden"] + groups["readout"]:
+        out[f"sigma_max[{name}]"], out[f"svd_entropy[{name}]"] = spectrum_stats(p.detach())
+    return out
 
 
 def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
