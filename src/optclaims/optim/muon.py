@@ -36,6 +36,8 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from .closure import evaluate_closure
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 SCALES = ("moonlight", "keller", "spectral")
 MUON_ROLES = ("hidden",)
@@ -124,10 +126,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         self.update_rms = {}
         for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]

@@ -24,6 +24,8 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from .closure import evaluate_closure
+
 POWER_ITERATIONS = 10
 
 
@@ -59,10 +61,7 @@ class SpectralDecay(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             rate = group["lr"] * group["weight_decay"]
             if rate == 0.0:
