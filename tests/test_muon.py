@@ -280,6 +280,8 @@ def test_bench_optim_runs_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     assert [r["setup"] for r in rows] == list(bench.SETUPS)
     assert all(r["train_step_ms"] > 0 and r["opt_step_ms"] > 0 for r in rows)
     assert rows[0]["muon_share"] > 0 and rows[-1]["muon_ms"] is None
+    spectral = {r["setup"]: r["spectral_decay_ms"] for r in rows}
+    assert spectral.pop("adamw-spectral") > 0 and set(spectral.values()) == {None}
     assert "muon share" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown sizes"):
         bench.main(["--sizes", "huge"])

@@ -121,3 +121,76 @@ def test_warm_spectral_run_resumes_exactly_and_logs_spectra(tiny_data, tiny_run,
     ent = m.filter(like="svd_entropy[").dropna()
     assert sig.shape[1] == 4 * cfg["n_layers"] + 1 and len(sig) == cfg["steps"] // cfg["log_every"]
     assert ((ent > 0) & (ent <= 1)).all().all()
+
+
+# ---------------------------------------------------------------- the claim's analysis, synthetic
+
+import yaml  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from optclaims.analysis import ClaimContext, Run  # noqa: E402
+from optclaims.claims import grid_runs, load_claim_module  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+claim = load_claim_module("spectral_weight_decay", ROOT / "reproductions")
+SPEC = yaml.safe_load((ROOT / "reproductions/spectral_weight_decay/claim.yaml").read_text())
+BLOCK = SPEC["scales"]["smoke"]
+
+
+def synthetic(loss_of, sigma_of=lambda setting, step: 2.0, noise=(-0.01, 0.0, 0.01)):
+    """The claim's smoke runs with final loss loss_of(setting) + a seed offset, and σ_max(step)."""
+    runs = []
+    for i, fields in enumerate(grid_runs(BLOCK)):
+        cfg = {**fields, "data": "d", "vocab_size": 64}
+        name = claim.setting(cfg)
+        steps = range(cfg["log_every"], cfg["steps"] + 1, cfg["log_every"])
+        metrics = pd.DataFrame({"step": list(steps),
+                                "sigma_max[blocks.0.mlp.fc.weight]": [sigma_of(name, s) for s in steps],
+                                "sigma_max[readout.weight]": [1.0 for _ in steps],
+                                "svd_entropy[blocks.0.mlp.fc.weight]": [0.9 for _ in steps],
+                                "svd_entropy[readout.weight]": [0.8 for _ in steps]})
+        loss = loss_of(name) + noise[cfg["seed"]]
+        runs.append(Run(f"{i:012x}", cfg, {"status": "ok", "final_val_loss": loss}, metrics))
+    return runs
+
+
+def analyse(runs, tmp_path):
+    return claim.analyze(ClaimContext("spectral_weight_decay", SPEC, "smoke", False, runs, tmp_path))
+
+
+def test_the_plan_is_five_settings_times_three_seeds():
+    names = [claim.setting(f) for f in grid_runs(BLOCK)]
+    assert sorted(set(names)) == ["frobenius_0.1", "no_decay", "spectral_0.1", "spectral_0.3", "spectral_1"]
+    assert len(names) == 15
+
+
+def test_a_tie_is_the_weak_form_only(tmp_path):
+    verdict, table = analyse(synthetic(lambda s: 3.0), tmp_path)
+    assert verdict["status"] == "partially_reproduced" and "weak form only" in verdict["summary"]
+    assert verdict["measured"]["σ_seed (pooled, one run)"]["value"] == pytest.approx(0.01)
+    assert {s["name"]: s["status"] for s in verdict["sub_claims"]}["weak form: no worse than Frobenius decay"] == "reproduced"
+    assert (tmp_path / "figures/losses.png").exists() and (tmp_path / "figures/spectra.png").exists()
+    assert list(table.setting)[:2] == ["no_decay", "frobenius_0.1"]
+
+
+def test_a_gain_beyond_decay_and_control_is_reproduced_and_a_loss_is_not(tmp_path):
+    better = {"spectral_0.1": 2.9}
+    verdict, _ = analyse(synthetic(lambda s: better.get(s, 3.0)), tmp_path / "a")
+    assert verdict["status"] == "reproduced"
+    verdict, _ = analyse(synthetic(lambda s: {"spectral_0.1": 2.9, "no_decay": 2.9}.get(s, 3.0)), tmp_path / "b")
+    assert verdict["status"] == "partially_reproduced" and "less decay" in verdict["summary"]
+    verdict, _ = analyse(synthetic(lambda s: {"spectral_0.1": 3.1}.get(s, 3.0)), tmp_path / "c")
+    assert verdict["status"] == "not_reproduced"
+
+
+def test_unbounded_sigma_max_is_not_reproduced(tmp_path):
+    def sigma(name, step):
+        return 2.0 + (0.05 * step if name == "spectral_0.1" else 0.0)
+    verdict, _ = analyse(synthetic(lambda s: 3.0, sigma_of=sigma), tmp_path)
+    assert verdict["status"] == "not_reproduced" and "without bound" in verdict["summary"]
+
+
+def test_one_seed_is_inconclusive(tmp_path):
+    runs = [r for r in synthetic(lambda s: 3.0) if r.config["seed"] == 0]
+    verdict, _ = analyse(runs, tmp_path)
+    assert verdict["status"] == "inconclusive"

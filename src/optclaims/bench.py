@@ -5,8 +5,9 @@ For each model size and each optimizer setup it times (median over --steps after
   - a whole training step: forward, backward, optimizer step and zero_grad, on random tokens
     (bf16 autocast and torch.compile on CUDA, eager float32 on CPU),
 and reports Muon's share of the training step. Setups: this suite's Muon on the hidden matrices
-+ AdamW on the rest, torch.optim.Muon (Moonlight scaling) + AdamW, and AdamW on everything
-(fused on CUDA, foreach on CPU). NS costs about 5·(4m²n + 2m³) FLOPs for an m×n matrix (m ≤ n)
++ AdamW on the rest, torch.optim.Muon (Moonlight scaling) + AdamW, AdamW on everything
+(fused on CUDA, foreach on CPU), and AdamW with spectral weight decay (10 power iterations per
+matrix and step, timed as "decay ms"). NS costs about 5·(4m²n + 2m³) FLOPs for an m×n matrix (m ≤ n)
 against 6·mn per token for training, so Muon's share falls as tokens per step grow.
 """
 
@@ -24,13 +25,14 @@ import torch
 
 from .model import GPT, GPTConfig
 from .optim.muon import Muon, split_params
+from .optim.spectral_decay import SpectralDecay
 
 VOCAB = 8192
 SIZES = {
     "gpt2": GPTConfig(VOCAB, 768, 12, 12, 1024),  # GPT-2-small-shaped, with the suite's vocabulary
     "small": GPTConfig(VOCAB, 256, 4, 4, 256),
 }
-SETUPS = ("muon", "torch-muon", "adamw")
+SETUPS = ("muon", "torch-muon", "adamw", "adamw-spectral")
 LR, WEIGHT_DECAY = 1e-3, 0.1
 
 
@@ -57,6 +59,11 @@ def _optimizers(model: GPT, setup: str, device: torch.device) -> dict[str, torch
     adamw_kw = {"lr": LR, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": WEIGHT_DECAY, **impl}
     if setup == "adamw":
         return {"adamw": torch.optim.AdamW(model.parameters(), **adamw_kw)}
+    if setup == "adamw-spectral":  # spectral decay on the matrices that decoupled decay would shrink
+        groups = model.param_groups()
+        matrices = [p for role in ("hidden", "readout") for _, p in groups[role]]
+        return {"spectral": SpectralDecay(matrices, lr=LR, weight_decay=WEIGHT_DECAY),
+                "adamw": torch.optim.AdamW(model.parameters(), **{**adamw_kw, "weight_decay": 0.0})}
     muon_groups, adamw_groups = split_params(model)
     if setup == "muon":
         muon = Muon(muon_groups, lr=LR, weight_decay=WEIGHT_DECAY, scale="moonlight")
@@ -96,12 +103,13 @@ def bench_size(name: str, cfg: GPTConfig, device: torch.device, batch_size: int,
         part_s = {part: _median_seconds(opt.step, device, warmup, steps) for part, opt in opts.items()}
 
         train_s = _median_seconds(partial(_train_step, forward, x, list(opts.values()), cuda), device, warmup, steps)
-        muon_s = part_s.get("muon")
+        muon_s, spectral_s = part_s.get("muon"), part_s.get("spectral")
         rows.append({
             "size": name, "d_model": cfg.d_model, "n_layers": cfg.n_layers, "seq_len": cfg.seq_len,
             "params": n_params, "batch_size": batch_size, "setup": setup,
             "opt_step_ms": 1e3 * sum(part_s.values()),
             "muon_ms": None if muon_s is None else 1e3 * muon_s,
+            "spectral_decay_ms": None if spectral_s is None else 1e3 * spectral_s,
             "adamw_ms": 1e3 * part_s["adamw"],
             "train_step_ms": 1e3 * train_s,
             "tokens_per_s": batch_size * cfg.seq_len / train_s,
@@ -121,13 +129,13 @@ def _fmt(v, spec: str) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'size':<6} {'params':>7} {'batch':>5} {'setup':<11} {'opt step ms':>11} {'muon ms':>8} "
+    head = (f"{'size':<6} {'params':>7} {'batch':>5} {'setup':<14} {'opt step ms':>11} {'muon ms':>8} {'decay ms':>8} "
             f"{'adamw ms':>8} {'train step ms':>13} {'tokens/s':>9} {'muon share':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['size']:<6} {r['params'] / 1e6:>6.1f}M {r['batch_size']:>5} {r['setup']:<11} "
-            f"{r['opt_step_ms']:>11.1f} {_fmt(r['muon_ms'], '>8.1f')} {r['adamw_ms']:>8.1f} "
+            f"{r['size']:<6} {r['params'] / 1e6:>6.1f}M {r['batch_size']:>5} {r['setup']:<14} "
+            f"{r['opt_step_ms']:>11.1f} {_fmt(r['muon_ms'], '>8.1f')} {_fmt(r['spectral_decay_ms'], '>8.1f')} {r['adamw_ms']:>8.1f} "
             f"{r['train_step_ms']:>13.1f} {r['tokens_per_s']:>9.0f} {_fmt(r['muon_share'], '>10.1%')}")
     return "\n".join(lines)
 

@@ -36,12 +36,23 @@ def top_singular_triplet(W: Tensor, iters: int = POWER_ITERATIONS, v0: Tensor | 
     v = torch.ones(W.shape[:-2] + W.shape[-1:], device=W.device) if v0 is None else v0.float()
     v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-30)
     for _ in range(iters):
-        v = (Wf.mT @ (Wf @ v.unsqueeze(-1))).squeeze(-1)
+        v = _matvec(Wf.mT, _matvec(Wf, v))
         v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-30)
-    Wv = (Wf @ v.unsqueeze(-1)).squeeze(-1)
+    Wv = _matvec(Wf, v)
     sigma = torch.linalg.vector_norm(Wv, dim=-1)
     u = Wv / sigma.unsqueeze(-1).clamp_min(1e-30)
     return sigma, u, v
+
+
+def _matvec(W: Tensor, v: Tensor) -> Tensor:
+    """W v for (..., A, B) and (..., B). One batched product on GPUs; on CPU a loop of 2-D ``mv``,
+    which measured 30× faster there than a batched product with a trailing dimension of 1."""
+    if W.ndim == 2:
+        return torch.mv(W, v)
+    if W.device.type != "cpu":
+        return (W @ v.unsqueeze(-1)).squeeze(-1)
+    return torch.stack([torch.mv(w, x) for w, x in zip(W.reshape(-1, *W.shape[-2:]), v.reshape(-1, v.shape[-1]))]
+                       ).reshape(W.shape[:-1])
 
 
 class SpectralDecay(torch.optim.Optimizer):
