@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from optclaims.analysis import ClaimContext, Run
+from optclaims.analysis import ClaimContext, Run, interpolated_optimum
 from optclaims.claims import load_claim_module
 from optclaims.errors import ConfigError
 from optclaims.model import GPT
@@ -134,10 +134,10 @@ def test_coordinate_check_sp_logits_blow_up_and_mup_stays_flat(tiny_data, tiny_r
 
 def test_optimum_is_the_parabola_vertex_and_flags_edges():
     x = np.arange(-10, -3, dtype=float)
-    assert claim.optimum(x, (x + 6.3) ** 2)[1] == pytest.approx(-6.3)
-    assert claim.optimum(x, (x + 6.3) ** 2)[0] == -6.0
-    assert claim.optimum(x, -x)[2] is True  # best at the largest LR: on the edge
-    assert claim.optimum(x, np.where(x > -5, np.inf, (x + 7) ** 2))[:2] == (-7.0, pytest.approx(-7.0))
+    assert interpolated_optimum(x, (x + 6.3) ** 2)[1] == pytest.approx(-6.3)
+    assert interpolated_optimum(x, (x + 6.3) ** 2)[0] == -6.0
+    assert interpolated_optimum(x, -x)[2] is True  # best at the largest LR: on the edge
+    assert interpolated_optimum(x, np.where(x > -5, np.inf, (x + 7) ** 2))[:2] == (-7.0, pytest.approx(-7.0))
 
 
 def synthetic_runs(optimum_of, loss_at_width=lambda w: 3.0 - 0.1 * math.log2(w), widths=None, coord_widths=None):

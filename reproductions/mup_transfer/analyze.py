@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from optclaims.analysis import measured  # noqa: E402
+from optclaims.analysis import interpolated_optimum as optimum, measured  # noqa: E402
 
 # ------------------------------------------------------------------ plan
 
@@ -95,25 +95,6 @@ def transfer_frame(runs, block: dict) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ optima
-
-
-def optimum(log2_lr: np.ndarray, loss: np.ndarray) -> tuple[float, float, bool]:
-    """(grid optimum, interpolated optimum, on the grid's edge?) in log2 LR. The interpolated
-    optimum is the vertex of the parabola through the best point and its neighbours, kept within
-    one grid step of the best point; on the edge (or with a non-finite neighbour) it is the grid's."""
-    order = np.argsort(log2_lr)
-    x, y = log2_lr[order], loss[order]
-    if not np.isfinite(y).any():
-        return math.nan, math.nan, True
-    i = int(np.nanargmin(np.where(np.isfinite(y), y, np.nan)))
-    if i in (0, len(x) - 1):
-        return float(x[i]), float(x[i]), True
-    xs, ys = x[i - 1:i + 2], y[i - 1:i + 2]
-    if not np.isfinite(ys).all():
-        return float(x[i]), float(x[i]), False
-    a, b, _ = np.polyfit(xs, ys, 2)
-    vertex = -b / (2 * a) if a > 0 else x[i]
-    return float(x[i]), float(np.clip(vertex, x[i - 1], x[i + 1])), False
 
 
 def optima_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -93,6 +93,28 @@ def measured(value: float, low: float | None = None, high: float | None = None, 
     return out
 
 
+def interpolated_optimum(log2_lr: np.ndarray, loss: np.ndarray) -> tuple[float, float, bool]:
+    """(grid optimum, interpolated optimum, on the grid's edge?) in log2 LR. The interpolated
+    optimum is the vertex of the parabola through the best point and its neighbours, kept within
+    one grid step of the best point; on the edge (or with a non-finite neighbour) it is the grid's."""
+    order = np.argsort(log2_lr)
+    x, y = log2_lr[order], loss[order]
+    if not np.isfinite(y).any():
+        return math.nan, math.nan, True
+    i = int(np.nanargmin(np.where(np.isfinite(y), y, np.nan)))
+    if i in (0, len(x) - 1):
+        return float(x[i]), float(x[i]), True
+    xs, ys = x[i - 1:i + 2], y[i - 1:i + 2]
+    if not np.isfinite(ys).all():
+        return float(x[i]), float(x[i]), False
+    (x0, x1, x2), (y0, y1, y2) = xs, ys  # the parabola through three points, in closed form
+    denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+    a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+    b = (x2 ** 2 * (y0 - y1) + x1 ** 2 * (y2 - y0) + x0 ** 2 * (y1 - y2)) / denom
+    vertex = -b / (2 * a) if a > 0 else x[i]
+    return float(x[i]), float(np.clip(vertex, x[i - 1], x[i + 1])), False
+
+
 def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs: list[Path],
                  out_dir: Path, repro_dir: Path) -> dict:
     out_dir = Path(out_dir)
