@@ -22,15 +22,13 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from optclaims.analysis import interpolated_optimum, measured  # noqa: E402
+from optclaims.parametrization import with_base_width  # noqa: E402
 
 # ------------------------------------------------------------------ plan
 
 
 def init_fields(block: dict, init: str) -> dict:
-    fields = dict(block["inits"][init]["fields"])
-    if fields.get("parametrization") == "mup":
-        fields["mup_base_width"] = block["base_width"]
-    return fields
+    return with_base_width(block["inits"][init]["fields"], block["base_width"])
 
 
 def sweep_run(block: dict, init: str, width: int, log2_lr: float, **extra) -> dict:

@@ -22,15 +22,13 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from optclaims.analysis import interpolated_optimum as optimum, measured  # noqa: E402
+from optclaims.parametrization import with_base_width  # noqa: E402
 
 # ------------------------------------------------------------------ plan
 
 
 def variant_fields(block: dict, name: str) -> dict:
-    fields = dict(block["variants"][name]["fields"])
-    if fields.get("parametrization") == "mup":
-        fields["mup_base_width"] = block["base_width"]
-    return fields
+    return with_base_width(block["variants"][name]["fields"], block["base_width"])
 
 
 def shape(width: int, head_dim: int) -> dict:

@@ -61,3 +61,8 @@ def lr_multipliers(cfg: dict) -> dict[str, float]:
     m = width_mult(cfg)
     hidden = 1.0 if cfg["optimizer"] == "muon" else 1.0 / m
     return {"hidden": hidden, "embed": 1.0, "readout": 1.0 / m, "gains": 1.0}
+
+
+def with_base_width(fields: dict, base_width: int) -> dict:
+    """Run fields plus ``mup_base_width`` when they ask for μP (an SP run may not carry it)."""
+    return {**fields, "mup_base_width": base_width} if fields.get("parametrization") == "mup" else dict(fields)
