@@ -169,7 +169,8 @@ def test_a_tie_is_the_weak_form_only(tmp_path):
     assert verdict["status"] == "partially_reproduced" and "weak form only" in verdict["summary"]
     assert verdict["measured"]["σ_seed (pooled, one run)"]["value"] == pytest.approx(0.01)
     assert {s["name"]: s["status"] for s in verdict["sub_claims"]}["weak form: no worse than Frobenius decay"] == "reproduced"
-    assert (tmp_path / "figures/losses.png").exists() and (tmp_path / "figures/spectra.png").exists()
+    for name in ("losses", "spectra", "sigma_max_per_matrix", "svd_entropy_per_matrix"):
+        assert (tmp_path / "figures" / f"{name}.png").exists()
     assert list(table.setting)[:2] == ["no_decay", "frobenius_0.1"]
 
 

@@ -149,8 +149,8 @@ def decide(best: pd.DataFrame, taus: pd.DataFrame, sigma: float, block: dict, th
         ratio = g.late_median.max() / g.late_median.min()
         alphas[init] = slope(g.width, g.late_median)
         width_fail |= abs(alphas[init]) > th["alpha_max"]
-        subs.append({"name": f"no width trend ({init})", "status": "reproduced" if ratio <= th["max_width_ratio"] else (
-            "not_reproduced" if abs(alphas[init]) > th["alpha_max"] else "partially_reproduced"),
+        subs.append({"name": f"no width trend ({init})", "status": "not_reproduced" if abs(alphas[init]) > th["alpha_max"] else (
+            "reproduced" if ratio <= th["max_width_ratio"] else "partially_reproduced"),
             "expected": "independent of parameter count", "measured": f"max/min {ratio:.2f} over widths "
             f"{g.width.min()}–{g.width.max()}; fitted α = {alphas[init]:+.2f}",
             "criterion": f"ratio ≤ {th['max_width_ratio']:g}; not reproduced if |α| > {th['alpha_max']:g}"})

@@ -130,6 +130,33 @@ def decide(tab: pd.DataFrame, df: pd.DataFrame, sigma: float, traj: pd.DataFrame
     return status, f"{reason} (Δ = {delta:+.4f} nats, {noise})", subs
 
 
+def per_matrix(runs) -> pd.DataFrame:
+    """Long frame: step, matrix, σ_max, SVD entropy, setting, seed."""
+    parts = []
+    for r in runs:
+        m = r.metrics
+        sig = m.set_index("step").filter(like="sigma_max[").dropna()
+        ent = m.set_index("step").filter(like="svd_entropy[").dropna()
+        for col in sig.columns:
+            name = col[len("sigma_max["):-1]
+            parts.append(pd.DataFrame({"step": sig.index, "matrix": name, "sigma_max": sig[col].to_numpy(),
+                                       "svd_entropy": ent[f"svd_entropy[{name}]"].to_numpy(),
+                                       "setting": setting(r.config), "seed": r.config["seed"]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def plot_per_matrix(ctx, frame: pd.DataFrame, order: list[str]) -> None:
+    if frame.empty:
+        return
+    for col, label in (("sigma_max", "σ_max"), ("svd_entropy", "SVD entropy")):
+        grid = sns.relplot(data=frame, x="step", y=col, hue="setting", hue_order=order, col="matrix", col_wrap=4,
+                           kind="line", errorbar=None, height=2.0, aspect=1.3, facet_kws={"sharey": False})
+        grid.set_titles("{col_name}", size=7)
+        ctx.save_figure(grid.figure, f"{col}_per_matrix", f"{label} of each hidden and readout matrix during training, "
+                        "seed mean per setting.")
+        plt.close(grid.figure)
+
+
 def plot_losses(ctx, df: pd.DataFrame, order: list[str], sigma: float, ref_mean: float) -> None:
     fig, ax = plt.subplots(figsize=(5.6, 3.2))
     sns.stripplot(data=df, x="setting", y="final_val_loss", order=order, color="0.3", size=5, ax=ax)
@@ -180,6 +207,7 @@ def analyze(ctx):
     order = sorted(df.setting.unique(), key=lambda s: (s != "no_decay", not s.startswith("frobenius"), s))
     plot_losses(ctx, df, order, sigma, t.mean_val_loss.get(th["reference"], math.nan))
     plot_spectra(ctx, traj, order)
+    plot_per_matrix(ctx, per_matrix(ctx.runs), order)
     notes = [f"{len(df)} runs over {df.setting.nunique()} settings; spectral decay: 10 power iterations from the "
              "all-ones vector at every step (Su's rule); decay on the hidden and readout matrices only"]
     df.to_csv(ctx.out_dir / "runs.csv", index=False)
