@@ -142,3 +142,65 @@ def test_muon_run_resumes_exactly_and_logs_its_update_rms(tiny_data, tiny_run, t
     rms = m.update_rms_hidden.dropna()
     assert len(rms) == 6 and rms.between(0.1, 0.3).all()  # 0.2·√max(A,B)·msign: RMS ≈ 0.2 (bf16 NS: a bit less)
     assert m.update_rms_embed.notna().sum() == 6  # the AdamW part is reported beside it
+
+
+# ---------------------------------------------------------------- corrupted inputs are refused
+
+
+def copy_data(tiny_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    return data
+
+
+def flip_byte(path, at: float = 0.5):
+    raw = bytearray(path.read_bytes())
+    raw[int(len(raw) * at)] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_a_corrupted_token_shard_is_refused_before_training(tiny_data, tiny_run, tmp_path):
+    from optclaims.errors import CorruptFileError
+
+    data = copy_data(tiny_data, tmp_path)
+    flip_byte(data / "tokens" / "train.bin")
+    with pytest.raises(CorruptFileError, match="checksum in shards.json"):
+        train_run(tiny_run(), tmp_path / "run", data)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_truncated_token_shard_is_refused(tiny_data, tiny_run, tmp_path):
+    from optclaims.errors import CorruptFileError
+
+    data = copy_data(tiny_data, tmp_path)
+    shard = data / "tokens" / "val.bin"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(CorruptFileError, match="truncated"):
+        train_run(tiny_run(), tmp_path / "run", data)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_corrupted_checkpoint_is_refused_not_resumed(tiny_data, tiny_run, tmp_path, damage):
+    from optclaims.errors import CorruptFileError
+
+    cfg = tiny_run()
+    with pytest.raises(_Stop):
+        train_run(cfg, tmp_path / "run", tiny_data, stop_at=10)
+    state = tmp_path / "run" / STATE_FILE
+    if damage == "flip":
+        flip_byte(state, at=0.6)
+    else:
+        state.write_bytes(state.read_bytes()[: len(state.read_bytes()) // 2])
+    with pytest.raises(CorruptFileError, match="delete it to restart"):
+        train_run(cfg, tmp_path / "run", tiny_data)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_cli_names_the_corrupted_file(tiny_data, tiny_run, tmp_path):
+    data = copy_data(tiny_data, tmp_path)
+    flip_byte(data / "tokens" / "train.bin")
+    proc = subprocess.run([sys.executable, "-m", "optclaims.cli", "train", "--config-json", json.dumps(tiny_run()),
+                           "--data", str(data), "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "train.bin does not match its checksum" in proc.stderr

@@ -4,6 +4,7 @@ Both are written to a temporary name and renamed, so a killed writer never leave
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from .atomic import atomic_output
+from .errors import CorruptFileError
 from .model import GPT, GPTConfig
 
 MODEL_FILE = "model.safetensors"
@@ -33,13 +35,48 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> GPT:
 
 
 def save_train_state(state: dict, path: Path) -> None:
+    """The state with a sha256 of its own content inside, so a corrupted file is caught on load."""
     with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({**state, "sha256": state_digest(state)}, tmp)
 
 
 def load_train_state(path: Path) -> dict | None:
+    """The saved state, or None when there is none; CorruptFileError if it cannot be read or its
+    content no longer matches the checksum saved with it."""
     path = Path(path)
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a torn or overwritten zip archive fails in many ways
+        raise CorruptFileError(f"{path} cannot be read ({type(e).__name__}: {e}); delete it to restart the run") from None
+    recorded = state.pop("sha256", None) if isinstance(state, dict) else None
+    if recorded is None or recorded != state_digest(state):
+        raise CorruptFileError(f"{path} does not match the checksum saved with it; delete it to restart the run")
+    return state
+
+
+def state_digest(obj) -> str:
+    """sha256 over every tensor's bytes and every other value's repr, keys in sorted order."""
+    digest = hashlib.sha256()
+
+    def walk(o):
+        if isinstance(o, torch.Tensor):
+            digest.update(str((o.dtype, tuple(o.shape))).encode())
+            digest.update(o.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(o, dict):
+            for k in sorted(o, key=repr):
+                digest.update(repr(k).encode())
+                walk(o[k])
+        elif isinstance(o, (list, tuple)):
+            digest.update(f"[{len(o)}".encode())
+            for v in o:
+                walk(v)
+        else:
+            digest.update(repr(o).encode())
+
+    walk(obj)
+    return digest.hexdigest()
 
 
 def _unwrap(model):

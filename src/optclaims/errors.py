@@ -8,3 +8,8 @@ class ConfigError(ValueError):
 
 class HubUnavailableError(RuntimeError):
     """Something needs the Hugging Face hub, and the hub cannot be reached from here."""
+
+
+class CorruptFileError(ValueError):
+    """A file whose content does not match the checksum its manifest records (or that cannot be
+    read back at all): refused, never trained on. Delete it and rerun to rebuild it."""

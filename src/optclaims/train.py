@@ -62,7 +62,7 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
     if (out_dir / "summary.json").exists():  # finished before: never retrain over results
         return read_json(out_dir / "summary.json")
 
-    train_data, val_data = TokenShard(data_dir / "tokens", "train"), TokenShard(data_dir / "tokens", "val")
+    train_data, val_data = (TokenShard(data_dir / "tokens", split, verify=True) for split in ("train", "val"))
     vocab = read_json(data_dir / "tokens" / "shards.json")["vocab_size"]
     if vocab != cfg["vocab_size"]:
         raise ValueError(f"run config vocab_size = {cfg['vocab_size']} but the token shards in {data_dir} have {vocab}")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_output, write_json
+from ..atomic import atomic_output, file_sha256, write_json
+from ..errors import CorruptFileError
 from .corpus import read_text_batches
 from .tokenizer import eot_id, load_tokenizer
 
@@ -65,9 +66,10 @@ def _write_split(tok, corpus_dir: Path, split: str, bin_path: Path, dtype: np.dt
 
 
 class TokenShard:
-    """One split of a token-shard directory, memory-mapped read-only."""
+    """One split of a token-shard directory, memory-mapped read-only. ``verify`` checks the file
+    against the sha256 shards.json records (a training job does, before its first step)."""
 
-    def __init__(self, shard_dir: Path, split: str):
+    def __init__(self, shard_dir: Path, split: str, verify: bool = False):
         shard_dir = Path(shard_dir)
         info = json.loads((shard_dir / "shards.json").read_text(encoding="utf-8"))
         if split not in info["splits"]:
@@ -81,7 +83,14 @@ class TokenShard:
         # np.memmap cannot map an empty file
         self.tokens = np.memmap(path, dtype=dtype, mode="r") if n_tokens else np.zeros(0, dtype)
         if len(self.tokens) != n_tokens:
-            raise ValueError(f"{path} holds {len(self.tokens)} tokens, shards.json says {n_tokens}")
+            raise CorruptFileError(f"{path} holds {len(self.tokens)} tokens, shards.json says {n_tokens}: truncated "
+                                   "or overwritten; delete the token shards and rerun to rebuild them")
+        if verify:
+            actual = file_sha256(path)
+            if actual != info["splits"][split]["sha256"]:
+                raise CorruptFileError(f"{path} does not match its checksum in shards.json (sha256 {actual[:12]}…, "
+                                       f"recorded {info['splits'][split]['sha256'][:12]}…); delete the token shards "
+                                       "and rerun to rebuild them")
 
     def __len__(self) -> int:
         return len(self.tokens)
