@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,27 @@ def test_bad_config_stops_before_any_job_and_writes_nothing(tmp_path, args, word
     assert proc.returncode != 0
     assert words in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_slurm_profile_dry_run_gives_every_job_its_resources(tmp_path):
+    """The cluster profile with snakemake-executor-plugin-slurm: a dry run plans the full-scale DAG,
+    with the account and partition from the command line and each rule's GPUs, CPUs, memory and runtime."""
+    for name in ("workflows", "reproductions"):
+        os.symlink(ROOT / name, tmp_path / name)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--profile", str(ROOT / "workflows/profiles/slurm"), "--dry-run",
+                           "--default-resources", "slurm_account=acct", "slurm_partition=part"],
+                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    blocks = {}
+    for block in re.split(r"\n(?:rule|checkpoint|localrule|localcheckpoint) ", out)[1:]:
+        rule = block.split(":", 1)[0]
+        blocks.setdefault(rule, next(line for line in block.splitlines() if line.strip().startswith("resources:")))
+    assert {"corpus", "tokenizer", "tokenize", "train", "evaluate", "select_runs", "analyze"} <= set(blocks)
+    train = blocks["train"]
+    for want in ("slurm_account=acct", "slurm_partition=part", "gpus=1", "cpus_per_task=8", "mem_mb=64000", "runtime=720"):
+        assert want in train, train
+    assert "gpus" not in blocks["analyze"] and "runtime=60" in blocks["analyze"]
+    assert "results/full/runs/" in out and not (tmp_path / "results").exists()
