@@ -29,32 +29,35 @@ def setting(cfg: dict) -> str:
     return f"{kind}_{cfg['weight_decay']:g}"
 
 
-def runs_frame(runs) -> pd.DataFrame:
-    rows = []
-    for r in runs:
-        m = r.metrics
-        sig = m.filter(like="sigma_max[")
-        ent = m.filter(like="svd_entropy[")
-        logged = sig.notna().all(axis=1)
-        rows.append({"run_id": r.run_id, "setting": setting(r.config), "seed": r.config["seed"],
-                     "status": r.summary["status"], "final_val_loss": r.final_val_loss,
-                     "sigma_max": sig[logged].max(axis=1).iloc[-1] if logged.any() else math.nan,
-                     "svd_entropy": ent[logged].mean(axis=1).iloc[-1] if logged.any() else math.nan,
-                     "wall_seconds": r.summary.get("wall_seconds")})
-    return pd.DataFrame(rows)
-
-
-def trajectories(runs) -> pd.DataFrame:
-    """Long frame per logged step: max σ_max and mean SVD entropy over the matrices."""
+def per_matrix(runs) -> pd.DataFrame:
+    """Long frame, one row per run, logged step and matrix: σ_max and SVD entropy (read once)."""
     parts = []
     for r in runs:
-        m = r.metrics
-        sig, ent = m.filter(like="sigma_max["), m.filter(like="svd_entropy[")
-        logged = sig.notna().all(axis=1)
-        parts.append(pd.DataFrame({"step": m.step[logged], "sigma_max": sig[logged].max(axis=1),
-                                   "svd_entropy": ent[logged].mean(axis=1), "setting": setting(r.config),
-                                   "seed": r.config["seed"]}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["step", "sigma_max", "svd_entropy", "setting", "seed"])
+        m = r.metrics.set_index("step")
+        sig, ent = m.filter(like="sigma_max[").dropna(), m.filter(like="svd_entropy[").dropna()
+        for col in sig.columns:
+            name = col[len("sigma_max["):-1]
+            parts.append(pd.DataFrame({"run_id": r.run_id, "step": sig.index, "matrix": name,
+                                       "sigma_max": sig[col].to_numpy(), "svd_entropy": ent[f"svd_entropy[{name}]"].to_numpy(),
+                                       "setting": setting(r.config), "seed": r.config["seed"]}))
+    columns = ["run_id", "step", "matrix", "sigma_max", "svd_entropy", "setting", "seed"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def trajectories(matrices: pd.DataFrame) -> pd.DataFrame:
+    """Per run and logged step: max σ_max and mean SVD entropy over the matrices."""
+    return (matrices.groupby(["run_id", "setting", "seed", "step"], sort=False)
+            .agg(sigma_max=("sigma_max", "max"), svd_entropy=("svd_entropy", "mean")).reset_index())
+
+
+def runs_frame(runs, traj: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: final loss, and the spectra at its last logged step."""
+    last = traj.sort_values("step").groupby("run_id").last()
+    return pd.DataFrame([{"run_id": r.run_id, "setting": setting(r.config), "seed": r.config["seed"],
+                          "status": r.summary["status"], "final_val_loss": r.final_val_loss,
+                          "sigma_max": last.sigma_max.get(r.run_id, math.nan),
+                          "svd_entropy": last.svd_entropy.get(r.run_id, math.nan),
+                          "wall_seconds": r.summary.get("wall_seconds")} for r in runs])
 
 
 def settings_table(df: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -130,21 +133,6 @@ def decide(tab: pd.DataFrame, df: pd.DataFrame, sigma: float, traj: pd.DataFrame
     return status, f"{reason} (Δ = {delta:+.4f} nats, {noise})", subs
 
 
-def per_matrix(runs) -> pd.DataFrame:
-    """Long frame: step, matrix, σ_max, SVD entropy, setting, seed."""
-    parts = []
-    for r in runs:
-        m = r.metrics
-        sig = m.set_index("step").filter(like="sigma_max[").dropna()
-        ent = m.set_index("step").filter(like="svd_entropy[").dropna()
-        for col in sig.columns:
-            name = col[len("sigma_max["):-1]
-            parts.append(pd.DataFrame({"step": sig.index, "matrix": name, "sigma_max": sig[col].to_numpy(),
-                                       "svd_entropy": ent[f"svd_entropy[{name}]"].to_numpy(),
-                                       "setting": setting(r.config), "seed": r.config["seed"]}))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
 def plot_per_matrix(ctx, frame: pd.DataFrame, order: list[str]) -> None:
     if frame.empty:
         return
@@ -187,8 +175,9 @@ def plot_spectra(ctx, traj: pd.DataFrame, order: list[str]) -> None:
 
 def analyze(ctx):
     th = ctx.thresholds
-    df = runs_frame(ctx.runs)
-    traj = trajectories(ctx.runs)
+    matrices = per_matrix(ctx.runs)
+    traj = trajectories(matrices)
+    df = runs_frame(ctx.runs, traj)
     tab = settings_table(df, th["reference"])
     sigma = pooled_seed_sigma(df)
     status, reason, subs = decide(tab, df, sigma, traj, th)
@@ -207,7 +196,7 @@ def analyze(ctx):
     order = sorted(df.setting.unique(), key=lambda s: (s != "no_decay", not s.startswith("frobenius"), s))
     plot_losses(ctx, df, order, sigma, t.mean_val_loss.get(th["reference"], math.nan))
     plot_spectra(ctx, traj, order)
-    plot_per_matrix(ctx, per_matrix(ctx.runs), order)
+    plot_per_matrix(ctx, matrices, order)
     notes = [f"{len(df)} runs over {df.setting.nunique()} settings; spectral decay: 10 power iterations from the "
              "all-ones vector at every step (Su's rule); decay on the hidden and readout matrices only"]
     df.to_csv(ctx.out_dir / "runs.csv", index=False)

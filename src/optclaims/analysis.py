@@ -47,6 +47,11 @@ def load_run(run_dir: Path) -> Run:
                read_json(eval_path) if eval_path.exists() else None)
 
 
+def load_runs(run_dirs: list[Path]) -> list[Run]:
+    """Each run once, in the order given."""
+    return [load_run(d) for d in dict.fromkeys(run_dirs)]
+
+
 @dataclass
 class ClaimContext:
     claim: str
@@ -119,7 +124,7 @@ def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs:
                  out_dir: Path, repro_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ClaimContext(claim, spec, scale, evidential, [load_run(d) for d in dict.fromkeys(run_dirs)], out_dir)
+    ctx = ClaimContext(claim, spec, scale, evidential, load_runs(run_dirs), out_dir)
     verdict, table = load_claim_module(claim, repro_dir).analyze(ctx)
     with atomic_output(out_dir / "table.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -134,7 +139,7 @@ def run_selection(claim: str, spec: dict, scale: str, run_dirs: list[Path], comm
     from .claims import finish_run_configs
     from .runs import run_id
 
-    ctx = ClaimContext(claim, spec, scale, False, [load_run(d) for d in dict.fromkeys(run_dirs)], Path(out_path).parent)
+    ctx = ClaimContext(claim, spec, scale, False, load_runs(run_dirs), Path(out_path).parent)
     configs = finish_run_configs(claim, scale, load_claim_module(claim, repro_dir).select_runs(ctx), common)
     selected = {run_id(cfg): cfg for cfg in configs}
     write_json(out_path, selected)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .model import GPT, GPTConfig
+from .optim.build import DECAYED_ROLES
 from .optim.muon import Muon, split_params
 from .optim.spectral_decay import SpectralDecay
 
@@ -61,7 +62,7 @@ def _optimizers(model: GPT, setup: str, device: torch.device) -> dict[str, torch
         return {"adamw": torch.optim.AdamW(model.parameters(), **adamw_kw)}
     if setup == "adamw-spectral":  # spectral decay on the matrices that decoupled decay would shrink
         groups = model.param_groups()
-        matrices = [p for role in ("hidden", "readout") for _, p in groups[role]]
+        matrices = [p for role in DECAYED_ROLES for _, p in groups[role]]
         return {"spectral": SpectralDecay(matrices, lr=LR, weight_decay=WEIGHT_DECAY),
                 "adamw": torch.optim.AdamW(model.parameters(), **{**adamw_kw, "weight_decay": 0.0})}
     muon_groups, adamw_groups = split_params(model)

@@ -22,7 +22,7 @@ from .data.shards import TokenShard
 from .model import GPT, activation_names, flops_per_token
 from .optim import build_optimizers, build_schedulers, update_rms
 from .optim.schedules import lr_lambda
-from .optim.spectral_decay import spectrum_stats
+from .optim.spectral_decay import spectrum
 from .parametrization import model_config
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .errors import ConfigError
@@ -106,7 +106,7 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         """Copy buffered step metrics to host rows; False when the run has diverged."""
         nonlocal flushed, first_loss
         loss_host, norm_host = losses[flushed:upto].tolist(), norms[flushed:upto].tolist()
-        act_host = acts[flushed:upto].tolist()
+        act_host = acts[flushed:upto].tolist() if flushed < act_steps else []
         for i, (loss, norm) in enumerate(zip(loss_host, norm_host)):
             s = flushed + i
             rows.append({"step": s + 1, "tokens": (s + 1) * tokens_per_step, "lr": cfg["lr"] * lr_at(s),
@@ -208,11 +208,13 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
 
 
 def matrix_spectra(model: GPT) -> dict[str, float]:
-    """σ_max and SVD entropy of every hidden and readout matrix, as metrics columns."""
-    out = {}
+    """σ_max and SVD entropy of every hidden and readout matrix, as metrics columns (one host sync)."""
     groups = model.param_groups()
-    for name, p in groups["hidden"] + groups["readout"]:
-        out[f"sigma_max[{name}]"], out[f"svd_entropy[{name}]"] = spectrum_stats(p.detach())
+    named = groups["hidden"] + groups["readout"]
+    stats = torch.stack([spectrum(p.detach()) for _, p in named]).tolist()
+    out = {}
+    for (name, _), (sigma_max, entropy) in zip(named, stats):
+        out[f"sigma_max[{name}]"], out[f"svd_entropy[{name}]"] = sigma_max, entropy
     return out
 
 

@@ -93,10 +93,17 @@ class SpectralDecay(torch.optim.Optimizer):
 
 
 @torch.no_grad()
-def spectrum_stats(W: Tensor) -> tuple[float, float]:
-    """(σ_max, SVD entropy) of a matrix: H = −(1/log n) Σ p_i log p_i with p_i = σ_i² / Σ σ_j² over
-    its n = min(A, B) singular values (Moonlight, arXiv 2502.16982, Eq. 13); 1 = flat spectrum."""
+def spectrum(W: Tensor) -> Tensor:
+    """[σ_max, SVD entropy] of a matrix, on its device: H = −(1/log n) Σ p_i log p_i with
+    p_i = σ_i² / Σ σ_j² over its n = min(A, B) singular values (Moonlight, arXiv 2502.16982, Eq. 13);
+    1 = flat spectrum."""
     s = torch.linalg.svdvals(W.float())
     p = s.square() / s.square().sum().clamp_min(1e-30)
     h = -(p * torch.log(p.clamp_min(1e-30))).sum() / math.log(max(len(s), 2))
-    return s[0].item(), h.item()
+    return torch.stack([s[0], h])
+
+
+def spectrum_stats(W: Tensor) -> tuple[float, float]:
+    """(σ_max, SVD entropy) of a matrix as floats (see ``spectrum``)."""
+    sigma_max, entropy = spectrum(W).tolist()
+    return sigma_max, entropy
