@@ -2,11 +2,13 @@
 #   snakemake --cores all                        smoke scale (CPU, plumbing only)
 #   snakemake --cores all --config scale=gpu     one H100, evidential at small-model scale
 #   snakemake --profile workflows/profiles/gpu
+#   snakemake nightly --forceall                 the regression check against results/baselines/<scale>.json
 # The config is validated (schema, then claims, corpus and every run config) before any job runs.
 import json
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -58,6 +60,7 @@ include: "workflows/train.smk"
 include: "workflows/eval.smk"
 include: "workflows/claims.smk"
 include: "workflows/report.smk"
+include: "workflows/regression.smk"
 
 
 rule all:

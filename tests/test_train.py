@@ -204,3 +204,15 @@ def test_cli_names_the_corrupted_file(tiny_data, tiny_run, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "optclaims.cli", "train", "--config-json", json.dumps(tiny_run()),
                            "--data", str(data), "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert proc.returncode == 2 and "train.bin does not match its checksum" in proc.stderr
+
+
+def test_a_corrupted_model_is_refused_before_evaluation(tiny_data, tiny_run, tmp_path):
+    from optclaims.checkpoint import MODEL_FILE, load_model
+    from optclaims.errors import CorruptFileError
+
+    summary = train_run(tiny_run(steps=10), tmp_path / "run", tiny_data)
+    model = tmp_path / "run" / MODEL_FILE
+    load_model(model, sha256=summary["model_sha256"])  # intact: loads
+    flip_byte(model, at=0.7)
+    with pytest.raises(CorruptFileError, match="model_sha256"):
+        load_model(model, sha256=summary["model_sha256"])

@@ -3,12 +3,18 @@
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from optclaims.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -20,7 +26,7 @@ TOY = {
         "eval": {"limit": 4, "n_docs": 4, "n_cloze": 8, "batch_size": 8},
     }},
     "run_overrides": {"d_model": 32, "n_layers": 1, "n_heads": 2, "seq_len": 32, "batch_size": 4, "steps": 24,
-                      "warmup_steps": 4, "log_every": 4, "eval_every": 12, "ckpt_every": 12, "val_batches": 2},
+                      "warmup_steps": 4, "log_every": 4, "eval_every": 12, "ckpt_every": 4, "val_batches": 2},
 }
 
 
@@ -34,10 +40,10 @@ def workdir(tmp_path_factory):
     return d
 
 
-def snakemake(workdir, *args):
-    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # the Snakefile must find the CLI itself
+def snakemake(workdir, *args, env=None):
+    env = {**os.environ, "PATH": "/usr/bin:/bin", **(env or {})}  # the Snakefile must find the CLI itself
     return subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-                           "--configfile", "toy.yaml", *args], capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
+                           *args, "--configfile", "toy.yaml"], capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
 
 
 @pytest.mark.slow
@@ -112,3 +118,92 @@ def test_slurm_profile_dry_run_gives_every_job_its_resources(tmp_path):
         assert want in train, train
     assert "gpus" not in blocks["analyze"] and "runtime=60" in blocks["analyze"]
     assert "results/full/runs/" in out and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_nightly_passes_against_its_blessed_baseline_and_fails_naming_a_perturbed_run(workdir):
+    """Bless the toy suite's figures, check them (pass), then change one claim's learning rate: the
+    nightly exits non-zero and its report names the reference runs that moved and why."""
+    if not (workdir / "results/smoke/report/index.html").exists():
+        assert snakemake(workdir).returncode == 0
+    assert snakemake(workdir, "regression_figures").returncode == 0
+    regression = workdir / "results/smoke/regression"
+    baseline = workdir / "results/baselines/smoke.json"
+    bless = subprocess.run([sys.executable, "-m", "optclaims.cli", "bless", "--figures", str(regression / "figures.json"),
+                            "--baseline", str(baseline), "--reason", "toy baseline"], capture_output=True, text=True)
+    assert bless.returncode == 0, bless.stderr
+    passed = snakemake(workdir, "nightly")
+    assert passed.returncode == 0, passed.stderr[-3000:]
+    assert "PASSED" in (regression / "report.md").read_text()
+
+    # adam_update_rms with a higher learning rate: its runs retrain, everything else is reused
+    repro = workdir / "reproductions"
+    os.unlink(repro)
+    shutil.copytree(ROOT / "reproductions", repro)
+    spec = repro / "adam_update_rms/claim.yaml"
+    spec.write_text(spec.read_text().replace("lr: 0.003,", "lr: 0.0045,", 1))
+    try:
+        failed = snakemake(workdir, "nightly")
+    finally:
+        shutil.rmtree(repro)
+        os.symlink(ROOT / "reproductions", repro)
+    assert failed.returncode != 0
+    assert "REGRESSION adam_update_rms · adam_update_rms/0" in failed.stdout + failed.stderr
+    report = json.loads((regression / "report.json").read_text())
+    bad = {r["name"]: r for r in report["rows"] if r["verdict"] == "fail"}
+    assert "adam_update_rms/0" in bad and "lr 0.003 → 0.0045" in bad["adam_update_rms/0"]["note"]
+    assert all(r["claim"] == "adam_update_rms" for r in bad.values())  # the other claims did not move
+    md = (regression / "report.md").read_text()
+    assert "FAILED" in md and "adam_update_rms/0" in md.split("## Every check")[0]
+    assert "last 2 of 2 checks" in md
+
+
+@pytest.mark.slow
+def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulated_gpus(workdir, tmp_path):
+    """SIGKILL the whole workflow while runs are mid-training (each on its own simulated GPU), unlock,
+    run it again: the same final losses and verdict as the uninterrupted toy suite in `workdir`."""
+    if not (workdir / "results/smoke/report/index.html").exists():
+        assert snakemake(workdir).returncode == 0
+    for name in ("workflows", "reproductions"):
+        os.symlink(ROOT / name, tmp_path / name)
+    toy = json.loads(json.dumps(TOY))
+    toy["scales"]["smoke"]["train"] = {"gpu": True}  # each training job claims one of the devices
+    toy["claims"] = ["spectral_weight_decay"]
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(toy))
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "OPTCLAIMS_SIMULATED_DEVICES": "2",
+           "OPTCLAIMS_DEVICE_LOCKS": str(tmp_path / "locks")}
+    args = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
+            "--resources", "gpu=2", "--configfile", "toy.yaml"]
+    runs = tmp_path / "results/smoke/runs"
+
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not list(runs.glob("*/train_state.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    interrupted = [p.parent for p in runs.glob("*/train_state.pt")]
+    assert interrupted, "the workflow was not caught mid-training"
+    for run in runs.iterdir():  # every declared output that exists is whole: none is half-written
+        if (run / "summary.json").exists():
+            summary = json.loads((run / "summary.json").read_text())
+            load_model(run / "model.safetensors", sha256=summary["model_sha256"])
+        if (run / "metrics.parquet").exists():
+            pd.read_parquet(run / "metrics.parquet")
+
+    assert subprocess.run([*args, "--unlock"], env=env, cwd=tmp_path, capture_output=True).returncode == 0
+    again = subprocess.run([*args, "--rerun-incomplete"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    verdict = json.loads((tmp_path / "results/smoke/claims/spectral_weight_decay/verdict.json").read_text())
+    reference = json.loads((workdir / "results/smoke/claims/spectral_weight_decay/verdict.json").read_text())
+    assert verdict["status"] == reference["status"] and verdict["measured"] == reference["measured"]
+    for rid in verdict["runs"]:
+        resumed = json.loads((runs / rid / "summary.json").read_text())
+        uninterrupted = json.loads((workdir / "results/smoke/runs" / rid / "summary.json").read_text())
+        assert resumed["final_val_loss"] == uninterrupted["final_val_loss"]
+        assert resumed["final_train_loss"] == uninterrupted["final_train_loss"]
+    assert any(json.loads((run / "summary.json").read_text())["resumed_from_step"] for run in interrupted)
+    logs = " ".join(p.read_text() for p in (tmp_path / "results/smoke/logs/train").glob("*.log"))
+    assert "device 0 (share 1 of 1)" in logs and "device 1 (share 1 of 1)" in logs

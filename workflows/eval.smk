@@ -17,6 +17,8 @@ rule evaluate:
         device=SETTINGS["eval"].get("device", "cpu"),
         batch_size=SETTINGS["eval"].get("batch_size", 16),
     threads: SETTINGS["train"].get("threads", 1)
+    resources:
+        gpu=1 if SETTINGS["eval"].get("device", "cpu") != "cpu" and ON_GPU else 0,
     log:
         f"{SCALE_DIR}/logs/eval/{{run_id}}.log",
     benchmark:
@@ -24,4 +26,4 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} optclaims eval --run {params.run} --data {DATA} --tasks-dir {input.tasks}"
         " --tasks {params.tasks} --hub-tasks '{params.hub}' {params.limit} --device {params.device}"
-        " --batch-size {params.batch_size} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --jobs-per-gpu {JOBS_PER_GPU} --out {output} > {log} 2>&1"

@@ -1,6 +1,8 @@
 """Weights on disk: the final model as safetensors (its GPTConfig in the header metadata), and the
 resumable training state (model, optimiser, scheduler, step, logged rows) as one torch file.
-Both are written to a temporary name and renamed, so a killed writer never leaves a torn file."""
+Both are written to a temporary name and renamed, so a killed writer never leaves a torn file, and
+both are checked on load: the model against the sha256 in the run's summary, the training state
+against the digest stored inside it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from .atomic import atomic_output
+from .atomic import atomic_output, file_sha256
 from .errors import CorruptFileError
 from .model import GPT, GPTConfig
 
@@ -26,7 +28,12 @@ def save_model(model: GPT, path: Path) -> None:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_model(path: Path, device: str | torch.device = "cpu") -> GPT:
+def load_model(path: Path, device: str | torch.device = "cpu", sha256: str | None = None) -> GPT:
+    """The saved model; with ``sha256`` (the run summary's ``model_sha256``), a file whose content
+    no longer matches is refused with CorruptFileError before it is read."""
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise CorruptFileError(f"{path} does not match the model_sha256 in its run's summary.json; "
+                               "delete the run directory to retrain it")
     with safe_open(str(path), framework="pt") as f:
         cfg = GPTConfig(**json.loads(f.metadata()["gpt_config"]))
     model = GPT(cfg)

@@ -4,13 +4,14 @@ each also works by hand (``optclaims train --config run.json --data DIR --out DI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
 from .errors import HubUnavailableError
-from .runs import make_run_config, read_json, run_id
+from .runs import make_run_config, read_json, run_id, write_json
 
 
 def _corpus(a):
@@ -41,9 +42,11 @@ def _train(a):
         import torch
 
         torch.set_num_threads(a.threads)
+    from .devices import assigned_device
     from .train import train_run
 
-    s = train_run(cfg, out, Path(a.data))
+    with assigned_device(a.jobs_per_gpu) if cfg["device"] != "cpu" else contextlib.nullcontext():
+        s = train_run(cfg, out, Path(a.data))
     print(f"run {s['run_id']}: {s['status']}, val loss {s['final_val_loss']}, {s['tokens_per_s'] or 0:.0f} tokens/s -> {out}")
 
 
@@ -54,11 +57,13 @@ def _tasks(a):
 
 
 def _eval(a):
+    from .devices import assigned_device
     from .evaluate.run import evaluate_run
 
     data = Path(a.data)
-    evaluate_run(Path(a.run), data / "tokenizer.json", Path(a.tasks_dir), a.tasks, Path(a.out), limit=a.limit,
-                 device=a.device, batch_size=a.batch_size, hub_tasks=a.hub_tasks)
+    with assigned_device(a.jobs_per_gpu) if a.device != "cpu" else contextlib.nullcontext():
+        evaluate_run(Path(a.run), data / "tokenizer.json", Path(a.tasks_dir), a.tasks, Path(a.out), limit=a.limit,
+                     device=a.device, batch_size=a.batch_size, hub_tasks=a.hub_tasks)
 
 
 def _analyze(a):
@@ -104,8 +109,51 @@ def _plan(a):
                       "runs": plan.runs}, indent=2))
 
 
+def _regression_figures(a):
+    from .regression.figures import collect
+
+    figures = collect(Path(a.scale_dir), a.scale, a.claims, json.loads(a.references), json.loads(a.tolerance))
+    write_json(Path(a.out), figures)
+    print(f"{len(figures['claims'])} claims, {len(figures['reference_runs'])} reference runs -> {a.out}")
+
+
+def _regress(a):
+    from .regression.compare import compare
+    from .regression.history import write_report
+
+    result = compare(read_json(Path(a.baseline)), read_json(Path(a.figures)))
+    md = write_report(result, Path(a.out_dir))
+    print(f"regression check, {result['scale']}: {'passed' if result['passed'] else 'FAILED'} "
+          f"({result['n_failed']} of {result['n_checked']} checks failed) -> {md}")
+
+
+def _regression_gate(a):
+    """Exit 1 when the regression report says the check failed, naming every failed figure."""
+    result = read_json(Path(a.report))
+    for r in result["rows"]:
+        if r["verdict"] == "fail":
+            print(f"REGRESSION {r['claim']} · {r['name']}: baseline {r['baseline']}, current {r['current']}, "
+                  f"tolerance {r['tolerance']} ({r['note']})", file=sys.stderr)
+    print(f"regression check, {result['scale']}: {'passed' if result['passed'] else 'FAILED'}; "
+          f"report: {Path(a.report).with_suffix('.md')}")
+    return 0 if result["passed"] else 1
+
+
+def _bless(a):
+    from .regression.baseline import bless_file
+
+    baseline = bless_file(Path(a.figures), Path(a.baseline), a.reason)
+    n = sum(len(c["figures"]) for c in baseline["claims"].values()) + len(baseline["reference_runs"])
+    print(f"blessed {a.baseline}: {len(baseline['claims'])} claims, {n} figures, because: {baseline['blessed']['reason']}")
+
+
 def _csv(s: str) -> list[str]:
     return [x for x in s.split(",") if x]
+
+
+def _jobs_per_gpu_argument(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--jobs-per-gpu", type=int, default=1,
+                   help="jobs that may share one GPU; each job claims its own (device, share) slot")
 
 
 def _claim_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
@@ -149,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True, help="data directory (tokens/ inside)")
     c.add_argument("--out", help="run directory (default results/runs/<run_id>)")
     c.add_argument("--threads", type=int)
+    _jobs_per_gpu_argument(c)
     c.set_defaults(func=_train)
 
     c = sub.add_parser("tasks", help="build the local lm-eval tasks from a held-out split")
@@ -167,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int)
     c.add_argument("--device", default="cpu")
     c.add_argument("--batch-size", type=int, default=16)
+    _jobs_per_gpu_argument(c)
     c.add_argument("--out", required=True)
     c.set_defaults(func=_eval)
 
@@ -183,6 +233,31 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--scale-dir", required=True)
     c.add_argument("--out")
     c.set_defaults(func=_report)
+
+    c = sub.add_parser("regression-figures", help="what a nightly compares: statuses, figures, reference-run losses")
+    c.add_argument("--scale", required=True)
+    c.add_argument("--scale-dir", required=True)
+    c.add_argument("--claims", nargs="+", required=True)
+    c.add_argument("--references", required=True, help="JSON {key: [run_id, its seed siblings...]}")
+    c.add_argument("--tolerance", default="{}", help="JSON: the scale's regression settings")
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_regression_figures)
+
+    c = sub.add_parser("regress", help="compare figures with a baseline; writes report.md, report.json, history/")
+    c.add_argument("--figures", required=True)
+    c.add_argument("--baseline", required=True)
+    c.add_argument("--out-dir", required=True)
+    c.set_defaults(func=_regress)
+
+    c = sub.add_parser("regression-gate", help="exit 1 if a regression report failed (the nightly's exit status)")
+    c.add_argument("report", help="regression/report.json")
+    c.set_defaults(func=_regression_gate)
+
+    c = sub.add_parser("bless", help="make these figures the scale's baseline, recording why")
+    c.add_argument("--figures", required=True, help="results/<scale>/regression/figures.json")
+    c.add_argument("--baseline", required=True, help="results/baselines/<scale>.json")
+    c.add_argument("--reason", required=True, help="what changed and why the new figures are right")
+    c.set_defaults(func=_bless)
 
     from . import bench
 
@@ -202,11 +277,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, FileNotFoundError, HubUnavailableError) as e:  # ConfigError is a ValueError
         print(f"optclaims {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

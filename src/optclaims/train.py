@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint
-from .atomic import atomic_output
+from .atomic import atomic_output, file_sha256
 from .data.shards import TokenShard
 from .model import GPT, activation_names, flops_per_token
 from .optim import build_optimizers, build_schedulers, update_rms
@@ -200,6 +200,7 @@ def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None =
         "git_commit": git_commit(),
     }
     checkpoint.save_model(model, out_dir / checkpoint.MODEL_FILE)
+    summary["model_sha256"] = file_sha256(out_dir / checkpoint.MODEL_FILE)
     with atomic_output(out_dir / "metrics.parquet") as tmp:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
     write_json(out_dir / "summary.json", summary)  # written last: its presence marks a finished run

@@ -18,6 +18,7 @@ from lm_eval import utils
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from ..atomic import read_json
 from ..checkpoint import MODEL_FILE, load_model
 from ..data.tokenizer import EOT, eot_id, load_tokenizer
 
@@ -40,7 +41,8 @@ class OptclaimsLM(LM):
         self._device = torch.device(device or "cpu")
         self.batch_size = int(batch_size) if str(batch_size).isdigit() else 16  # "auto" → 16
         self.max_gen_toks = int(max_gen_toks)
-        self.model = load_model(self.run_dir / MODEL_FILE, self._device).float().eval()
+        recorded = read_json(self.run_dir / "summary.json").get("model_sha256")
+        self.model = load_model(self.run_dir / MODEL_FILE, self._device, sha256=recorded).float().eval()
         self.max_length = self.model.cfg.seq_len
 
     @property

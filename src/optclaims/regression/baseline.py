@@ -1,0 +1,84 @@
+"""Blessing a baseline: the figures of one results directory become ``results/baselines/<scale>.json``,
+each with its tolerance and the reason for it, and the blessing itself (when, which commit, why)
+is recorded beside the earlier ones. Nothing here runs on its own: blessing is always asked for."""
+
+from __future__ import annotations
+
+import getpass
+import math
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..atomic import read_json, write_json
+
+
+def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple | None = None,
+              pooled_sigma: float | None = None) -> tuple[float, str]:
+    """(tolerance, how it was set) for one figure.
+
+    Bit-reproducible scales: float-summation noise only, atol + rtol·|value|. Otherwise the seed
+    spread: k·σ_seed of the run's own seed group, else k·σ pooled over the reference runs that
+    have seeds; for a claim figure half its reported interval, never below figure_rtol·|value| or
+    figure_atol."""
+    if value is None:
+        return 0.0, "exact (no value)"
+    if rule["deterministic"]:
+        return rule["atol"] + rule["rtol"] * abs(value), f"bit-reproducible: {rule['atol']:g} + {rule['rtol']:g}·|value|"
+    k = rule["seed_sigmas"]
+    if sigma is not None:
+        return k * sigma, f"{k:g}·σ_seed of its seed group"
+    if pooled_sigma is not None:
+        return k * pooled_sigma, f"{k:g}·σ_seed pooled over the seeded reference runs"
+    floor = max(rule["figure_rtol"] * abs(value), rule["figure_atol"])
+    if interval and None not in interval:
+        half = (interval[1] - interval[0]) / 2
+        if half > floor:
+            return half, "half its reported interval"
+    return floor, f"max({rule['figure_rtol']:g}·|value|, {rule['figure_atol']:g})"
+
+
+def bless(figures: dict, reason: str, previous: dict | None = None) -> dict:
+    """The baseline for these figures. ``reason`` is required: a baseline without one is refused."""
+    if not reason or not reason.strip():
+        raise ValueError("blessing a baseline needs a reason (what changed and why the new figures are right)")
+    if previous is not None and previous.get("scale") != figures["scale"]:
+        raise ValueError(f"the existing baseline is for scale {previous.get('scale')!r}, these figures for {figures['scale']!r}")
+    rule = figures["tolerance"]
+    sigmas = [r["seed_sigma"] for r in figures["reference_runs"].values() if r["seed_sigma"] is not None]
+    pooled = math.sqrt(statistics.fmean(s * s for s in sigmas)) if sigmas else None
+
+    claims = {}
+    for claim, c in figures["claims"].items():
+        figs = {}
+        for name, f in c["figures"].items():
+            tol, basis = tolerance(f["value"], rule, interval=(f["low"], f["high"]))
+            figs[name] = {"value": f["value"], "unit": f["unit"], "tolerance": tol, "basis": basis}
+        claims[claim] = {"status": c["status"], "sub_claims": c["sub_claims"], "figures": figs}
+    runs = {}
+    for key, r in figures["reference_runs"].items():
+        tol, basis = tolerance(r["final_val_loss"], rule, sigma=r["seed_sigma"], pooled_sigma=pooled)
+        runs[key] = {k: r[k] for k in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device")}
+        runs[key].update(tolerance=tol, basis=basis)
+
+    blessing = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": _user(),
+                "reason": reason.strip(), "git_commit": figures.get("git_commit"),
+                "measured_at": figures.get("measured_at"), "versions": figures.get("versions")}
+    return {"scale": figures["scale"], "tolerance": rule, "blessed": blessing,
+            "blessings": [*(previous or {}).get("blessings", []), blessing],
+            "claims": claims, "reference_runs": runs}
+
+
+def bless_file(figures_path: Path, baseline_path: Path, reason: str) -> dict:
+    """Bless the figures in ``figures_path`` into ``baseline_path`` (written atomically)."""
+    previous = read_json(baseline_path) if Path(baseline_path).exists() else None
+    baseline = bless(read_json(figures_path), reason, previous)
+    write_json(baseline_path, baseline)
+    return baseline
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,79 @@
+"""What a nightly compares, read from one scale's results: every claim's status, its sub-claims'
+statuses and its measured figures (verdict.json ``measured``), and the final losses of a fixed
+set of reference runs, each with the seed spread of its configuration where the plan has seeds."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..atomic import read_json
+
+# How tolerances are set when a baseline is blessed (a scale's `regression:` block overrides these).
+TOLERANCE_DEFAULTS = {
+    "reference_runs_per_claim": 3,
+    "deterministic": False,   # true where seeded runs are bit-reproducible (CPU, one thread)
+    "rtol": 1e-5,             # deterministic: relative tolerance, float-summation noise only
+    "atol": 1e-9,
+    "seed_sigmas": 3.0,       # otherwise: this many seed standard deviations
+    "figure_rtol": 0.05,      # otherwise, for a claim figure with no seed interval: relative ...
+    "figure_atol": 0.02,      # ... or absolute, whichever is larger
+}
+
+
+def tolerance_rule(settings: dict | None) -> dict:
+    rule = {**TOLERANCE_DEFAULTS, **(settings or {})}
+    unknown = set(rule) - set(TOLERANCE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown regression setting(s): {', '.join(sorted(unknown))}")
+    return rule
+
+
+def reference_runs(claim_runs: dict[str, list[str]], per_claim: int) -> dict[str, str]:
+    """A fixed set: per claim, ``per_claim`` runs evenly spaced through its first-stage plan (first
+    and last included, so the grid's corners are watched). Keyed "<claim>/<index in the plan>"."""
+    refs = {}
+    for claim, ids in claim_runs.items():
+        k = min(per_claim, len(ids))
+        picks = sorted({round(i * (len(ids) - 1) / (k - 1)) for i in range(k)}) if k > 1 else range(k)
+        refs.update({f"{claim}/{i}": ids[i] for i in picks})
+    return refs
+
+
+def seed_group(runs: dict[str, dict], rid: str) -> list[str]:
+    """The run and every planned run whose config differs from it in the seed alone (run first)."""
+    def sans_seed(cfg):
+        return {k: v for k, v in cfg.items() if k != "seed"}
+
+    target = sans_seed(runs[rid])
+    return [rid] + [r for r, cfg in runs.items() if r != rid and sans_seed(cfg) == target]
+
+
+def collect(scale_dir: Path, scale: str, claims: list[str], groups: dict[str, list[str]], rule: dict) -> dict:
+    """figures.json: the measured state of one results directory."""
+    scale_dir = Path(scale_dir)
+    out = {"scale": scale, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "tolerance": tolerance_rule(rule), "claims": {}, "reference_runs": {}}
+    for claim in claims:
+        v = read_json(scale_dir / "claims" / claim / "verdict.json")
+        out["claims"][claim] = {
+            "status": v["status"],
+            "sub_claims": {s["name"]: s["status"] for s in v.get("sub_claims") or []},
+            "figures": {name: {k: m.get(k) for k in ("value", "low", "high", "unit")}
+                        for name, m in (v.get("measured") or {}).items() if isinstance(m, dict)},
+        }
+    for key, group in groups.items():
+        summaries = [read_json(scale_dir / "runs" / r / "summary.json") for r in group]
+        s = summaries[0]
+        losses = [x["final_val_loss"] for x in summaries if x["status"] == "ok"]
+        out["reference_runs"][key] = {
+            "run_id": group[0], "claim": key.rsplit("/", 1)[0],
+            "config": read_json(scale_dir / "runs" / group[0] / "config.json"),
+            "status": s["status"], "final_val_loss": s["final_val_loss"],
+            "seed_sigma": statistics.stdev(losses) if len(losses) >= 2 else None, "n_seeds": len(losses),
+            "device": s.get("device"), "git_commit": s.get("git_commit"), "versions": s.get("versions"),
+        }
+    first = next(iter(out["reference_runs"].values()), {})
+    out["git_commit"], out["versions"] = first.get("git_commit"), first.get("versions")
+    return out

@@ -1,0 +1,101 @@
+"""The regression report (report.md, report.json) and the history of the figures: every check
+leaves one entry in ``regression/history/``, and the report tabulates the latest of them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..atomic import read_json, write_json, write_text
+from ..report.build import fmt_num
+
+HISTORY_COLUMNS = 8
+
+
+def row_key(row: dict) -> str:
+    return f"{row['claim']} · {row['name']}" if row["kind"] != "reference run" else f"run {row['name']}"
+
+
+def history_entry(result: dict) -> dict:
+    return {"measured_at": result["current"]["measured_at"], "git_commit": result["current"]["git_commit"],
+            "torch": (result["current"]["versions"] or {}).get("torch"), "passed": result["passed"],
+            "values": {row_key(r): r["current"] for r in result["rows"]}}
+
+
+def record(result: dict, history_dir: Path) -> Path:
+    """Add this check to the history; one file per check, named by time and commit, never overwritten."""
+    entry = history_entry(result)
+    stamp = entry["measured_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = Path(history_dir) / f"{stamp}_{(entry['git_commit'] or 'unknown')[:12]}.json"
+    n = 1
+    while path.exists():
+        path, n = path.with_name(f"{path.stem.split('~')[0]}~{n}.json"), n + 1
+    write_json(path, entry)
+    return path
+
+
+def load_history(history_dir: Path) -> list[dict]:
+    """Every readable history entry, oldest first (an unreadable one is skipped, not fatal)."""
+    entries = []
+    for path in sorted(Path(history_dir).glob("*.json")):
+        try:
+            entries.append(read_json(path))
+        except (json.JSONDecodeError, OSError):
+            continue
+    return sorted(entries, key=lambda e: e.get("measured_at") or "")
+
+
+def _cell(x) -> str:
+    if x is None:
+        return "—"
+    return fmt_num(x, 7) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x).replace("|", "\\|")
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+
+
+def render_markdown(result: dict, history: list[dict]) -> str:
+    b, cur, rule = result["baseline"], result["current"], result["tolerance"]
+    verdict = "PASSED" if result["passed"] else f"FAILED ({result['n_failed']} of {result['n_checked']} checks)"
+    lines = [f"# Regression check, {result['scale']} scale: {verdict}", "",
+             f"- Baseline: blessed {b['at']} by {b['by']} at commit `{b['git_commit']}`, because: {b['reason']}",
+             f"- Current: measured {cur['measured_at']} at commit `{cur['git_commit']}`, "
+             f"torch {(cur['versions'] or {}).get('torch', '?')}",
+             "- Tolerances: " + ("bit-reproducible runs, float-summation noise only "
+                                 f"(atol {rule['atol']:g} + rtol {rule['rtol']:g}·|baseline|)" if rule["deterministic"]
+                                 else f"{rule['seed_sigmas']:g} seed standard deviations; claim figures without a "
+                                 f"seed interval max({rule['figure_rtol']:g}·|baseline|, {rule['figure_atol']:g})"),
+             "- A status that flips, a figure outside its tolerance, or anything in the baseline missing from "
+             "the results fails the check.", ""]
+    header = ["kind", "claim", "name", "baseline", "current", "tolerance", "Δ", "verdict", "note"]
+    as_list = [[r["kind"], r["claim"], r["name"], r["baseline"], r["current"], r["tolerance"], r["delta"],
+                r["verdict"], r["note"]] for r in result["rows"]]
+    failed = [row for row, r in zip(as_list, result["rows"]) if r["verdict"] == "fail"]
+    if failed:
+        lines += ["## Failures", "", *_table(header, failed), ""]
+    lines += ["## Every check", "", *_table(header, as_list), ""]
+
+    recent = history[-HISTORY_COLUMNS:]
+    lines += ["## History", "",
+              f"The figures over the last {len(recent)} of {len(history)} checks found in `regression/history/`."
+              if history else "No earlier checks found.", ""]
+    if recent:
+        columns = [f"{e['measured_at'][:16]} `{(e.get('git_commit') or '?')[:7]}`" + ("" if e.get("passed") else " ✗")
+                   for e in recent]
+        keys = [row_key(r) for r in result["rows"]]
+        baseline_of = {row_key(r): r["baseline"] for r in result["rows"]}
+        lines += _table(["figure", "baseline", *columns],
+                        [[k, baseline_of[k], *(e["values"].get(k) for e in recent)] for k in keys])
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: dict, out_dir: Path) -> Path:
+    """report.json and report.md in ``out_dir``, after adding this check to ``out_dir/history``."""
+    out_dir = Path(out_dir)
+    record(result, out_dir / "history")
+    write_json(out_dir / "report.json", result)
+    md = out_dir / "report.md"
+    write_text(md, render_markdown(result, load_history(out_dir / "history")))
+    return md
