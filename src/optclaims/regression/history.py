@@ -60,8 +60,8 @@ def render_markdown(result: dict, history: list[dict]) -> str:
     b, cur, rule = result["baseline"], result["current"], result["tolerance"]
     verdict = "PASSED" if result["passed"] else f"FAILED ({result['n_failed']} of {result['n_checked']} checks)"
     lines = [f"# Regression check, {result['scale']} scale: {verdict}", "",
-             f"- Baseline: blessed {b['at']} by {b['by']} at commit `{b['git_commit']}`, because: {b['reason']}",
-             f"- Current: measured {cur['measured_at']} at commit `{cur['git_commit']}`, "
+             f"- Baseline: blessed {b['at']} by {b['by']} at commit `{(b['git_commit'] or '?')[:12]}`, because: {b['reason']}",
+             f"- Current: measured {cur['measured_at']} at commit `{(cur['git_commit'] or '?')[:12]}`, "
              f"torch {(cur['versions'] or {}).get('torch', '?')}",
              "- Tolerances: " + ("bit-reproducible runs, float-summation noise only "
                                  f"(atol {rule['atol']:g} + rtol {rule['rtol']:g}·|baseline|)" if rule["deterministic"]
