@@ -7,6 +7,7 @@ import platform
 import subprocess
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -28,9 +29,11 @@ def library_versions() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The commit of this package's own checkout (not of the working directory a workflow runs in)."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

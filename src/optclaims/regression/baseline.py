@@ -21,8 +21,8 @@ def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple 
     spread: k·σ_seed of the run's own seed group, else k·σ pooled over the reference runs that
     have seeds; for a claim figure half its reported interval, never below figure_rtol·|value| or
     figure_atol."""
-    if value is None:
-        return 0.0, "exact (no value)"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return 0.0, "exact (not a number)"
     if rule["deterministic"]:
         return rule["atol"] + rule["rtol"] * abs(value), f"bit-reproducible: {rule['atol']:g} + {rule['rtol']:g}·|value|"
     k = rule["seed_sigmas"]

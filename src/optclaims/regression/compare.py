@@ -10,14 +10,18 @@ PASS, FAIL, NEW = "pass", "fail", "new"
 
 
 def _row(kind, claim, name, baseline, current, verdict, tolerance=None, note=""):
-    delta = current - baseline if isinstance(baseline, (int, float)) and isinstance(current, (int, float)) else None
+    delta = current - baseline if _number(baseline) and _number(current) else None
     return {"kind": kind, "claim": claim, "name": name, "baseline": baseline, "current": current,
             "tolerance": tolerance, "delta": delta, "verdict": verdict, "note": note}
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _within(baseline, current, tol) -> bool:
-    if baseline is None or current is None:
-        return baseline is current
+    if not (_number(baseline) and _number(current)):
+        return baseline == current  # None (e.g. an unbounded multiplier) or text: must stay as it was
     return math.isfinite(current) and abs(current - baseline) <= tol
 
 
