@@ -71,6 +71,22 @@ def test_a_killed_job_releases_its_device(tmp_path):
     release(slot)
 
 
+def test_gpus_are_counted_without_initialising_cuda(monkeypatch, tmp_path):
+    import torch
+
+    import optclaims.devices as devices
+
+    for bus in ("0000:01:00.0", "0000:41:00.0", "0000:81:00.0"):
+        (tmp_path / bus).mkdir()
+    monkeypatch.setattr(devices, "NVIDIA_GPUS", tmp_path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv(SIMULATE_ENV, raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: pytest.fail("CUDA initialised before the choice"))
+    assert visible_devices() == ["0", "1", "2"]
+    monkeypatch.setattr(devices, "NVIDIA_GPUS", tmp_path / "absent")
+    assert visible_devices() == []
+
+
 def test_simulated_devices_and_cuda_visible_devices_name_the_choices(monkeypatch):
     monkeypatch.setenv(SIMULATE_ENV, "3")
     assert visible_devices() == ["0", "1", "2"]

@@ -40,10 +40,10 @@ def workdir(tmp_path_factory):
     return d
 
 
-def snakemake(workdir, *args, env=None):
-    env = {**os.environ, "PATH": "/usr/bin:/bin", **(env or {})}  # the Snakefile must find the CLI itself
+def snakemake(workdir, *args, target=None):
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # the Snakefile must find the CLI itself
     return subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-                           *args, "--configfile", "toy.yaml"], capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
+                           *([target] if target else []), "--configfile", "toy.yaml", *args], capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
 
 
 @pytest.mark.slow
@@ -126,13 +126,13 @@ def test_nightly_passes_against_its_blessed_baseline_and_fails_naming_a_perturbe
     nightly exits non-zero and its report names the reference runs that moved and why."""
     if not (workdir / "results/smoke/report/index.html").exists():
         assert snakemake(workdir).returncode == 0
-    assert snakemake(workdir, "regression_figures").returncode == 0
+    assert snakemake(workdir, target="regression_figures").returncode == 0
     regression = workdir / "results/smoke/regression"
     baseline = workdir / "results/baselines/smoke.json"
     bless = subprocess.run([sys.executable, "-m", "optclaims.cli", "bless", "--figures", str(regression / "figures.json"),
                             "--baseline", str(baseline), "--reason", "toy baseline"], capture_output=True, text=True)
     assert bless.returncode == 0, bless.stderr
-    passed = snakemake(workdir, "nightly")
+    passed = snakemake(workdir, target="nightly")
     assert passed.returncode == 0, passed.stderr[-3000:]
     assert "PASSED" in (regression / "report.md").read_text()
 
@@ -143,7 +143,7 @@ def test_nightly_passes_against_its_blessed_baseline_and_fails_naming_a_perturbe
     spec = repro / "adam_update_rms/claim.yaml"
     spec.write_text(spec.read_text().replace("lr: 0.003,", "lr: 0.0045,", 1))
     try:
-        failed = snakemake(workdir, "nightly")
+        failed = snakemake(workdir, target="nightly")
     finally:
         shutil.rmtree(repro)
         os.symlink(ROOT / "reproductions", repro)

@@ -30,15 +30,21 @@ class Slot:
     fd: int
 
 
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the driver sees
+
+
 def visible_devices() -> list[str]:
-    """Device ids this job may use: a simulated count, else CUDA_VISIBLE_DEVICES, else every GPU."""
+    """Device ids this job may use: a simulated count, else CUDA_VISIBLE_DEVICES, else every GPU.
+
+    Counted without CUDA: torch.cuda.device_count() initialises the CUDA runtime, which reads
+    CUDA_VISIBLE_DEVICES once, so the choice made afterwards would be ignored."""
     if os.environ.get(SIMULATE_ENV):
         return [str(i) for i in range(int(os.environ[SIMULATE_ENV]))]
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
-    import torch  # device_count asks NVML and does not initialise CUDA, so the choice below still applies
-
-    return [str(i) for i in range(torch.cuda.device_count())]
+    if NVIDIA_GPUS.is_dir():
+        return [str(i) for i in range(len(list(NVIDIA_GPUS.iterdir())))]
+    return []
 
 
 def lock_dir() -> Path:
