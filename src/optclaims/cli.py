@@ -4,7 +4,6 @@ each also works by hand (``optclaims train --config run.json --data DIR --out DI
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -45,7 +44,7 @@ def _train(a):
     from .devices import assigned_device
     from .train import train_run
 
-    with assigned_device(a.jobs_per_gpu) if cfg["device"] != "cpu" else contextlib.nullcontext():
+    with assigned_device(a.jobs_per_gpu, wanted=cfg["device"]):
         s = train_run(cfg, out, Path(a.data))
     print(f"run {s['run_id']}: {s['status']}, val loss {s['final_val_loss']}, {s['tokens_per_s'] or 0:.0f} tokens/s -> {out}")
 
@@ -61,7 +60,7 @@ def _eval(a):
     from .evaluate.run import evaluate_run
 
     data = Path(a.data)
-    with assigned_device(a.jobs_per_gpu) if a.device != "cpu" else contextlib.nullcontext():
+    with assigned_device(a.jobs_per_gpu, wanted=a.device):
         evaluate_run(Path(a.run), data / "tokenizer.json", Path(a.tasks_dir), a.tasks, Path(a.out), limit=a.limit,
                      device=a.device, batch_size=a.batch_size, hub_tasks=a.hub_tasks)
 

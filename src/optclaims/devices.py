@@ -56,9 +56,6 @@ def lock_dir() -> Path:
 
 def try_claim(devices: list[str], jobs_per_device: int, locks: Path) -> Slot | None:
     """The first free slot, spreading jobs over devices before stacking them; None if all are held."""
-    locks.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):
-        os.chmod(locks, 0o1777)  # another user's jobs on this host share the GPUs, so the locks too
     for share in range(jobs_per_device):
         for device in devices:
             fd = os.open(locks / f"device{device}.slot{share}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
@@ -76,6 +73,9 @@ def claim(devices: list[str], jobs_per_device: int = 1, locks: Path | None = Non
     if jobs_per_device < 1:
         raise ValueError(f"jobs_per_device = {jobs_per_device}: must be at least 1")
     locks = locks or lock_dir()
+    locks.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        os.chmod(locks, 0o1777)  # another user's jobs on this host share the GPUs, so the locks too
     said = False
     while (slot := try_claim(devices, jobs_per_device, locks)) is None:
         if not said:
@@ -90,9 +90,10 @@ def release(slot: Slot) -> None:
 
 
 @contextlib.contextmanager
-def assigned_device(jobs_per_device: int = 1):
-    """Within the block, CUDA_VISIBLE_DEVICES names this job's one device (None: no GPU here)."""
-    devices = visible_devices()
+def assigned_device(jobs_per_device: int = 1, wanted: str = "auto"):
+    """Within the block, CUDA_VISIBLE_DEVICES names this job's one device (None: the job asked
+    for ``wanted = "cpu"``, or there is no GPU here)."""
+    devices = visible_devices() if wanted != "cpu" else []
     if not devices:
         yield None
         return
