@@ -5,6 +5,7 @@ would take as complete."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +26,23 @@ def atomic_output(path: Path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def held_locks(paths):
+    """Hold an exclusive flock on each of ``paths`` (created if missing) for the block. Taken in
+    sorted order, so two holders of overlapping sets wait for each other instead of deadlocking;
+    the kernel drops a killed holder's locks."""
+    fds = []
+    try:
+        for path in sorted(set(map(Path, paths))):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fds.append(os.open(path, os.O_RDONLY | os.O_CREAT, 0o666))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -1,5 +1,6 @@
-"""Weights on disk: the final model as safetensors (its GPTConfig in the header metadata), and the
-resumable training state (model, optimiser, scheduler, step, logged rows) as one torch file.
+"""Weights on disk: each member's final model as safetensors (its GPTConfig and MemberInit in the
+header metadata, tensors named as a plain GPT's without the member dimension), and a population's
+resumable training state (stacked model, optimizers, per-member logs, step) as one torch file.
 Both are written to a temporary name and renamed, so a killed writer never leaves a torn file, and
 both are checked on load: the model against the sha256 in the run's summary, the training state
 against the digest stored inside it."""
@@ -15,29 +16,31 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from .atomic import atomic_output, file_sha256
 from .errors import CorruptFileError
-from .model import GPT, GPTConfig
+from .model import GPT, GPTConfig, MemberInit
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 
 
-def save_model(model: GPT, path: Path) -> None:
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in _unwrap(model).state_dict().items()}
-    meta = {"gpt_config": json.dumps(_unwrap(model).cfg.to_dict())}
+def save_member(model: GPT, k: int, path: Path) -> None:
+    """Member k of a population as a model of its own."""
+    model = _unwrap(model)
+    tensors = {name: t.to("cpu").contiguous() for name, t in model.member_state_dict(k).items()}
+    meta = {"gpt_config": json.dumps(model.cfg.to_dict()), "member_init": json.dumps(model.members[k].to_dict())}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu", sha256: str | None = None) -> GPT:
-    """The saved model; with ``sha256`` (the run summary's ``model_sha256``), a file whose content
-    no longer matches is refused with CorruptFileError before it is read."""
+    """The saved model as a population of one; with ``sha256`` (the run summary's ``model_sha256``),
+    a file whose content no longer matches is refused with CorruptFileError before it is read."""
     if sha256 is not None and file_sha256(path) != sha256:
         raise CorruptFileError(f"{path} does not match the model_sha256 in its run's summary.json; "
                                "delete the run directory to retrain it")
     with safe_open(str(path), framework="pt") as f:
-        cfg = GPTConfig(**json.loads(f.metadata()["gpt_config"]))
-    model = GPT(cfg)
-    model.load_state_dict(load_file(str(path), device="cpu"))
+        meta = f.metadata()
+    model = GPT(GPTConfig(**json.loads(meta["gpt_config"])), [MemberInit(**json.loads(meta["member_init"]))])
+    model.load_member_state_dict(0, load_file(str(path), device="cpu"))
     return model.to(device)
 
 

@@ -1,8 +1,8 @@
 """Parametrizations: how initialisation, attention scale and per-group learning rates depend on width.
 
-Both are explicit numbers: the init stds, zero-inits and attention scale become ``GPTConfig``
-fields (``model_config``), the learning-rate multipliers become each optimizer group's ``lr_mult``
-(``lr_multipliers``), so torch.compile and checkpoints keep them.
+Both are explicit numbers: the init stds, zero-inits and attention scale become a member's
+``MemberInit`` (``member_init``), the learning-rate multipliers scale each parameter role's
+learning rate (``lr_multipliers``), so members of one population may differ in parametrization.
 
 ``sp``   GPT-2's standard parametrization: std ``init_std`` (0.02) for embeddings, hidden matrices
          and readout (residual projections a further 1/√(2L), a depth factor), attention 1/√d_head,
@@ -22,7 +22,7 @@ fields (``model_config``), the learning-rate multipliers become each optimizer g
          spectral condition, arXiv 2310.17813 and Su 10795; ``moonlight`` 0.2·√max(A, B) is not), and
          the AdamW part (embeddings, readout, gains) follows the Adam rows above.
 
-Decoupled weight decay: ``optim.build`` divides each group's λ by its ``lr_mult``, so the per-step
+Decoupled weight decay: ``optim.hyper`` divides each group's λ by its ``lr_mult``, so the per-step
 shrink η·λ of a μP-scaled group does not vanish with width (CLAIMS.md §5 pitfalls).
 """
 
@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import math
 
-from .model import GPTConfig
+from .model import GPTConfig, MemberInit
 
 PARAMETRIZATIONS = ("sp", "mup")
-SHAPE_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "init_std")
+SHAPE_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio")
 
 
 def width_mult(cfg: dict) -> float:
@@ -42,15 +42,19 @@ def width_mult(cfg: dict) -> float:
 
 
 def model_config(cfg: dict) -> GPTConfig:
-    """The model of a run config, with the parametrization's init and attention fields."""
-    fields = {k: cfg[k] for k in SHAPE_KEYS}
+    """The shape of a run config's model (shared by the members of a population)."""
+    return GPTConfig(**{k: cfg[k] for k in SHAPE_KEYS})
+
+
+def member_init(cfg: dict) -> MemberInit:
+    """A run config's initialisation and attention scale under its parametrization."""
     if cfg["parametrization"] == "sp":
-        return GPTConfig(**fields)
+        return MemberInit(init_std=cfg["init_std"])
     if cfg["parametrization"] == "mup":
         m, d_head = width_mult(cfg), cfg["d_model"] // cfg["n_heads"]
-        return GPTConfig(**fields, hidden_gain=1.0,
-                         readout_std=0.0 if cfg["mup_zero_readout"] else cfg["init_std"] / m,
-                         zero_query=cfg["mup_zero_query"], attn_scale=1.0 / d_head)
+        return MemberInit(init_std=cfg["init_std"], hidden_gain=1.0,
+                          readout_std=0.0 if cfg["mup_zero_readout"] else cfg["init_std"] / m,
+                          zero_query=cfg["mup_zero_query"], attn_scale=1.0 / d_head)
     raise ValueError(f"unknown parametrization {cfg['parametrization']!r}; expected one of {PARAMETRIZATIONS}")
 
 

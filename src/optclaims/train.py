@@ -1,9 +1,17 @@
-"""One run: a run config in, the run outputs of DESIGN.md out.
+"""Training: run configs in, the run outputs of DESIGN.md out, one population at a time.
 
-``train_run`` resumes from ``train_state.pt`` when one is there: batches depend only on
-(seed, step), so a resumed run repeats the uninterrupted one exactly. On CUDA the step loop never
-waits for the device except at log intervals: per-step loss, gradient norm and clip flag are
-written into device buffers and copied to the host every ``log_every`` steps.
+A population (``population.py``) is trained as one stacked model (``model.py``) with one
+``OptimizerSet``: member k gets its own batches from (seed_k, step), its own hyper-parameters, its
+own gradient norm and clipping and its own divergence check. A member whose loss is not finite or
+exceeds ``divergence_ratio`` × its first loss is frozen and recorded ``diverged``; a member past its
+own last step stops changing; the others go on. Each member's outputs are written as soon as it
+finishes, so a killed population keeps every finished member, and a member whose summary.json
+exists is never trained again. A solo run is a population of one (``train_run``).
+
+The population's ``train_state.pt`` (model, optimizers, per-member logs) is written every
+``ckpt_every`` steps; batches depend only on (seed, step), so a resumed population repeats the
+uninterrupted one exactly. On CUDA the step loop never waits for the device except at log
+intervals: per-step losses, norms, divergence and activations stay in device buffers until then.
 """
 
 from __future__ import annotations
@@ -11,25 +19,60 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from . import checkpoint
-from .atomic import atomic_output, file_sha256
+from .atomic import atomic_output, file_sha256, held_locks
 from .data.shards import TokenShard
-from .model import GPT, activation_names, flops_per_token
-from .optim import build_optimizers, build_schedulers, update_rms
+from .errors import ConfigError
+from .model import GPT, activation_names, flops_per_token, record_activations
+from .optim import OptimizerSet, clip_member_grads_, member_hypers
 from .optim.schedules import lr_lambda
 from .optim.spectral_decay import spectrum
-from .parametrization import model_config
+from .parametrization import member_init, model_config
+from .population import check_population, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
-from .errors import ConfigError
 from .runs import read_json, run_id, write_json
 
-class _Stop(Exception):
-    """Raised by the ``stop_at`` test hook: ends the process's work as a kill would."""
+
+@dataclass
+class Member:
+    """A run of a population and the directory its outputs go to."""
+
+    cfg: dict
+    out_dir: Path
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.cfg)
+
+    def finished(self) -> bool:
+        return (Path(self.out_dir) / "summary.json").exists()
+
+
+def train_run(cfg: dict, out_dir: Path, data_dir: Path) -> dict:
+    """One run: a population of one, its training state kept in its own directory."""
+    out_dir = Path(out_dir)
+    return train_population([Member(cfg, out_dir)], data_dir, out_dir)[0]
+
+
+def train_population(members: list[Member], data_dir: Path, state_dir: Path, pop_id: str | None = None) -> list[dict]:
+    """Train every member whose summary.json does not exist yet; return every member's summary.
+    Holds a lock on each member's run directory meanwhile, so two populations that share a run
+    (two claims' second stages) train it once."""
+    check_population([m.cfg for m in members])
+    locks = [Path(m.out_dir).parent / ".locks" / f"{Path(m.out_dir).name}.lock" for m in members]
+    with held_locks(locks):
+        for m in members:
+            _claim_run_dir(m.cfg, Path(m.out_dir))
+        todo = [m for m in members if not m.finished()]
+        if todo:
+            _train(members, todo, Path(data_dir), Path(state_dir), pop_id)
+        return [read_json(Path(m.out_dir) / "summary.json") for m in members]
 
 
 def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
@@ -43,180 +86,294 @@ def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
     return device, dtype, compile_
 
 
-@torch.no_grad()
-def validation_loss(model, batches, device, autocast) -> float:
-    """Mean loss per token over the fixed validation windows (the last batch may be short)."""
-    model.eval()
-    total = torch.zeros((), device=device)
-    for x, y in batches:
-        with autocast():
-            total += model(x.to(device), y.to(device))[1].float() * y.numel()
-    model.train()
-    return (total / sum(y.numel() for _, y in batches)).item()
+@dataclass
+class MemberLog:
+    rows: list[dict] = field(default_factory=list)
+    closed: bool = False  # outputs written
 
 
-def train_run(cfg: dict, out_dir: Path, data_dir: Path, *, stop_at: int | None = None) -> dict:
-    out_dir, data_dir = Path(out_dir), Path(data_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _claim_run_dir(cfg, out_dir)
-    if (out_dir / "summary.json").exists():  # finished before: never retrain over results
-        return read_json(out_dir / "summary.json")
+class Progress:
+    """Which members still train, on the device: alive (not diverged), the step each diverged at
+    (−1: never), and each member's first loss (the divergence reference)."""
+
+    def __init__(self, end_steps: list[int], ratio: torch.Tensor):
+        device = ratio.device
+        self.end = torch.tensor(end_steps, device=device)
+        self.ratio = ratio
+        self.alive = torch.ones(len(end_steps), dtype=torch.bool, device=device)
+        self.first_loss = torch.full((len(end_steps),), math.nan, device=device)
+        self.diverged_at = torch.full((len(end_steps),), -1, dtype=torch.long, device=device)
+
+    def update(self, step: int, loss: torch.Tensor) -> torch.Tensor:
+        """Take step ``step``'s losses; returns the mask of members that update at this step."""
+        if step == 0:
+            self.first_loss.copy_(loss)
+        active = step < self.end
+        ok = torch.isfinite(loss) & (loss < self.ratio * self.first_loss)
+        newly = self.alive & active & ~ok
+        self.diverged_at.masked_fill_(newly, step)
+        self.alive &= ~newly
+        return self.alive & active
+
+    def state_dict(self) -> dict:
+        return {"alive": self.alive, "first_loss": self.first_loss, "diverged_at": self.diverged_at}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for key, value in saved.items():
+            getattr(self, key).copy_(value)
+
+
+class StepMetrics:
+    """Per-step, per-member train loss, pre-clip gradient norm and coordinate-check activations in
+    device buffers, read back to the host at log intervals."""
+
+    def __init__(self, steps: int, n_members: int, act_steps: int, n_acts: int, device: torch.device):
+        self.loss = torch.zeros(steps, n_members, device=device)
+        self.grad_norm = torch.zeros(steps, n_members, device=device)
+        self.acts = torch.zeros(act_steps, n_members, n_acts, device=device)
+
+    def record(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.loss[step] = loss.detach()
+        self.grad_norm[step] = grad_norm
+
+    def host(self, start: int, stop: int) -> tuple[list, list, list]:
+        """Rows start..stop−1 as nested lists [step][member] (activations: only for recorded steps)."""
+        acts = self.acts[start:stop].tolist() if start < len(self.acts) else []
+        return self.loss[start:stop].tolist(), self.grad_norm[start:stop].tolist(), acts
+
+
+def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir: Path, pop_id: str | None) -> None:
+    state_path = state_dir / checkpoint.STATE_FILE
+    trained, saved = _members_to_train(checkpoint.load_train_state(state_path), members, todo)
+    cfgs = [m.cfg for m in trained]
+    first, K = cfgs[0], len(cfgs)
+    pop_id = pop_id or population_id(m.run_id for m in trained)
 
     train_data, val_data = (TokenShard(data_dir / "tokens", split, verify=True) for split in ("train", "val"))
     vocab = read_json(data_dir / "tokens" / "shards.json")["vocab_size"]
-    if vocab != cfg["vocab_size"]:
-        raise ValueError(f"run config vocab_size = {cfg['vocab_size']} but the token shards in {data_dir} have {vocab}")
+    if vocab != first["vocab_size"]:
+        raise ValueError(f"run config vocab_size = {first['vocab_size']} but the token shards in {data_dir} have {vocab}")
 
-    device, amp_dtype, compile_ = resolve_runtime(cfg)
+    device, amp_dtype, compile_ = resolve_runtime(first)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    torch.manual_seed(cfg["seed"])
-    model = GPT(model_config(cfg)).to(device)
-    optimizers = build_optimizers(model, cfg, device.type)
-    schedulers = build_schedulers(optimizers, cfg)
-    rows: list[dict] = []
+    model = GPT(model_config(first), [member_init(c) for c in cfgs], [c["seed"] for c in cfgs]).to(device)
+    hypers = member_hypers(cfgs, device)
+    optimizers = OptimizerSet(model, hypers, first["optimizer"], first.get("muon_ns_steps", 5))
+    end_steps = [c["steps"] for c in cfgs]
+    progress = Progress(end_steps, hypers.divergence_ratio)
+    logs = [MemberLog() for _ in trained]
     start, elapsed_before = 0, 0.0
-    state = checkpoint.load_train_state(out_dir / checkpoint.STATE_FILE)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        for obj, saved in zip([*optimizers, *schedulers], [*state["optimizers"], *state["schedulers"]]):
-            obj.load_state_dict(saved)
-        start, rows, elapsed_before = state["step"], state["rows"], state["elapsed"]
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizers.load_state_dict(saved["optimizers"])
+        progress.load_state_dict(saved["progress"])
+        for log, rows in zip(logs, saved["rows"]):
+            log.rows = rows
+        start, elapsed_before = saved["step"], saved["elapsed"]
+    for log, m in zip(logs, trained):
+        log.closed = m.finished()  # finished after the checkpoint was written: kept, not rewritten
+
+    run = _RunContext(trained, model, val_data, device, amp_dtype, compile_, pop_id, start)
     step_model = torch.compile(model) if compile_ else model
-    params = list(model.parameters())
-    val_batches = val_data.eval_batches(cfg["val_batches"], cfg["batch_size"], cfg["seq_len"])
-
-    steps, tokens_per_step = cfg["steps"], cfg["batch_size"] * cfg["seq_len"]
-    clip = cfg["clip"] if cfg["clip"] is not None else math.inf
-    clip_grads = cfg["clip"] is not None
-    losses = torch.zeros(steps, device=device)
-    norms = torch.zeros(steps, device=device)
-    # the coordinate check: mean |activation| per layer in the forward pass of each of the first steps
-    act_steps, act_names = min(cfg["activation_steps"], steps), activation_names(cfg["n_layers"])
-    acts = torch.zeros(act_steps, len(act_names), device=device)
-    lr_at = lr_lambda(cfg)
-    first_loss = rows[0]["train_loss"] if rows else None
-    status, flushed = "ok", start
-    timer = _Throughput(device)
-
-    def flush(upto: int) -> bool:
-        """Copy buffered step metrics to host rows; False when the run has diverged."""
-        nonlocal flushed, first_loss
-        loss_host, norm_host = losses[flushed:upto].tolist(), norms[flushed:upto].tolist()
-        act_host = acts[flushed:upto].tolist() if flushed < act_steps else []
-        for i, (loss, norm) in enumerate(zip(loss_host, norm_host)):
-            s = flushed + i
-            rows.append({"step": s + 1, "tokens": (s + 1) * tokens_per_step, "lr": cfg["lr"] * lr_at(s),
-                         "train_loss": loss, "grad_norm": norm, "clipped": norm > clip})
-            if i < len(act_host):
-                rows[-1].update({f"act_{name}": v for name, v in zip(act_names, act_host[i])})
-        flushed = upto
-        if first_loss is None and rows:
-            first_loss = rows[0]["train_loss"]
-        rows[-1].update({f"update_rms_{k}": v for k, v in update_rms(optimizers).items()})
-        if cfg["log_spectra"]:
-            rows[-1].update(matrix_spectra(model))
-        return all(math.isfinite(v) and v < cfg["divergence_ratio"] * first_loss for v in loss_host)
+    val_batches = val_data.eval_batches(first["val_batches"], first["batch_size"], first["seq_len"])
+    total = max(end_steps)
+    batch, seq = first["batch_size"], first["seq_len"]
+    act_steps, act_names = min(first["activation_steps"], total), activation_names(first["n_layers"])
+    metrics = StepMetrics(total, K, act_steps, len(act_names), device)
+    lr_at = [lr_lambda(c) for c in cfgs]
+    timer = _Throughput(device, elapsed_before)
+    flushed = start
 
     model.train()
-    for s in range(start, steps):
-        x, y = train_data.batch(s, cfg["batch_size"], cfg["seq_len"], cfg["seed"])
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for s in range(start, total):
+        x, y = _member_batches(train_data, cfgs, s, device)
         with autocast():
-            if s < act_steps:  # eager, so the compiled graph never sees the recording
+            if s < act_steps:  # eager, so the compiled graph never sees the hooks
                 recorded: list[torch.Tensor] = []
-                _, loss = model(x, y, activations=recorded)
-                acts[s] = torch.stack(recorded)
+                with record_activations(model, recorded):
+                    _, loss = model(x, y)
+                metrics.acts[s] = recorded[0]
             else:
                 _, loss = step_model(x, y)
-        loss.backward()
-        # the pre-clip global norm, computed as clip_grad_norm_ computes it (fp32 gradients, mean loss)
-        if clip_grads:
-            norms[s] = torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-        else:
-            norms[s] = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-        losses[s] = loss.detach()
-        for opt in optimizers:
-            opt.step()
-        for sched in schedulers:
-            sched.step()
-        model.zero_grad(set_to_none=True)
+        loss.sum().backward()  # member k's loss reaches member k's weights only
+        grad_norm = clip_member_grads_(optimizers.params, hypers.clip)
+        update = progress.update(s, loss.detach())
+        metrics.record(s, loss, grad_norm)
+        optimizers.step(s, update)
+        optimizers.zero_grad()
 
         done = s + 1
-        evaluate_now = done % cfg["eval_every"] == 0 and done < steps
-        checkpoint_now = done % cfg["ckpt_every"] == 0 and done < steps
-        # rows are complete up to `done` before anything is attached to them or saved with them
-        if done % cfg["log_every"] == 0 or done == steps or evaluate_now or checkpoint_now:
-            if not flush(done):
-                status = "diverged"
-                break
-            timer.mark(done * tokens_per_step)
-        if evaluate_now:
-            rows[-1]["val_loss"] = validation_loss(model, val_batches, device, autocast)
+        open_ends = {end for end, log in zip(end_steps, logs) if not log.closed}
+        evaluate_now = done % first["eval_every"] == 0
+        checkpoint_now = done % first["ckpt_every"] == 0
+        if not (done % first["log_every"] == 0 or done in open_ends or evaluate_now or checkpoint_now or done == total):
+            continue
+
+        # host copy of everything since the last flush: rows are complete up to `done` before
+        # anything is attached to them or saved with them
+        losses, norms, acts = metrics.host(flushed, done)
+        alive, diverged_at = progress.alive.tolist(), progress.diverged_at.tolist()
+        for k, (cfg, log) in enumerate(zip(cfgs, logs)):
+            if log.closed:
+                continue
+            last = min(done, cfg["steps"], diverged_at[k] + 1 if diverged_at[k] >= 0 else done)
+            for i in range(len(log.rows) - flushed, last - flushed):
+                step = flushed + i
+                row = {"step": step + 1, "tokens": (step + 1) * batch * seq, "lr": cfg["lr"] * lr_at[k](step),
+                       "train_loss": losses[i][k], "grad_norm": norms[i][k], "clipped": norms[i][k] > _clip(cfg)}
+                if i < len(acts):
+                    row.update({f"act_{name}": v for name, v in zip(act_names, acts[i][k])})
+                log.rows.append(row)
+        flushed = done
+        timer.mark(done * K * batch * seq)
+        at_done = [k for k, log in enumerate(logs) if not log.closed and log.rows and log.rows[-1]["step"] == done]
+        if at_done:
+            rms = {role: v.tolist() for role, v in optimizers.update_rms().items()}
+            spectra = matrix_spectra(model) if first["log_spectra"] else None
+            for k in at_done:
+                logs[k].rows[-1].update({f"update_rms_{role}": v[k] for role, v in rms.items()})
+                if spectra is not None:
+                    logs[k].rows[-1].update(spectra[k])
+
+        ending = [k for k in at_done if alive[k] and done == end_steps[k]]
+        evaluated = [k for k in at_done if alive[k] and evaluate_now and done < end_steps[k]]
+        if ending or evaluated:
+            val = validation_losses(model, val_batches, device, autocast).tolist()
+            for k in evaluated:
+                logs[k].rows[-1]["val_loss"] = val[k]
+            for k in ending:
+                run.finish(k, logs[k], val[k], timer)
+        for k, log in enumerate(logs):
+            if not log.closed and not alive[k]:
+                run.finish(k, log, None, timer)
+        if all(log.closed for log in logs):
+            break
         if checkpoint_now:
-            checkpoint.save_train_state({"step": done, "rows": rows, "elapsed": elapsed_before + timer.elapsed(),
-                                         "model": model.state_dict(),
-                                         "optimizers": [o.state_dict() for o in optimizers],
-                                         "schedulers": [s.state_dict() for s in schedulers]},
-                                        out_dir / checkpoint.STATE_FILE)
-        if stop_at is not None and done >= stop_at:
-            raise _Stop(f"stopped at step {done} (test hook)")
+            checkpoint.save_train_state({"run_ids": [m.run_id for m in trained], "step": done,
+                                         "rows": [log.rows for log in logs], "elapsed": timer.elapsed(),
+                                         "model": model.state_dict(), "optimizers": optimizers.state_dict(),
+                                         "progress": progress.state_dict()}, state_path)
+    state_path.unlink(missing_ok=True)
 
-    val_loss = validation_loss(model, val_batches, device, autocast) if status == "ok" else None
-    if status == "ok" and not math.isfinite(val_loss):
-        status, val_loss = "diverged", None
-    if val_loss is not None:
-        rows[-1]["val_loss"] = val_loss
 
-    n_matmul = model.num_params()
-    fpt = flops_per_token(model.cfg, n_matmul)
+def _members_to_train(saved: dict | None, members: list[Member], todo: list[Member]):
+    """The checkpoint's members and state when it covers every unfinished member (members finished
+    since it was written ride along, frozen), else the unfinished members from scratch."""
+    if saved is not None:
+        by_id = {m.run_id: m for m in members}
+        ids = saved["run_ids"]
+        if set(ids) <= set(by_id) and {m.run_id for m in todo} <= set(ids):
+            return [by_id[i] for i in ids], saved
+    return todo, None
+
+
+def _clip(cfg: dict) -> float:
+    return math.inf if cfg["clip"] is None else cfg["clip"]
+
+
+def _member_batches(data: TokenShard, cfgs: list[dict], step: int, device: torch.device):
+    """(K, B, T) inputs and targets: member k's batch from (seed_k, step)."""
+    pairs = [data.batch(step, c["batch_size"], c["seq_len"], c["seed"]) for c in cfgs]
+    x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x, y
+
+
+@torch.no_grad()
+def validation_losses(model: GPT, batches, device, autocast) -> torch.Tensor:
+    """Each member's mean loss per token over the fixed validation windows (the last batch may be
+    short), as a (K,) tensor."""
+    model.eval()
+    K = model.n_members
+    total = torch.zeros(K, device=device)
+    for x, y in batches:
+        with autocast():
+            x_k, y_k = (t.to(device).unsqueeze(0).expand(K, -1, -1) for t in (x, y))
+            total += model(x_k, y_k)[1].float() * y.numel()
+    model.train()
+    return total / sum(y.numel() for _, y in batches)
+
+
+def matrix_spectra(model: GPT) -> list[dict[str, float]]:
+    """Per member, σ_max and SVD entropy of every hidden and readout matrix, as metrics columns (one host sync)."""
+    groups = model.param_groups()
+    named = groups["hidden"] + groups["readout"]
+    stats = torch.stack([torch.stack([spectrum(w) for w in p.detach()]) for _, p in named]).tolist()  # (P, K, 2)
+    out = [{} for _ in range(model.n_members)]
+    for (name, _), per_member in zip(named, stats):
+        for k, (sigma_max, entropy) in enumerate(per_member):
+            out[k][f"sigma_max[{name}]"], out[k][f"svd_entropy[{name}]"] = sigma_max, entropy
+    return out
+
+
+@dataclass
+class _RunContext:
+    """What writing a finished member's outputs needs."""
+
+    members: list[Member]
+    model: GPT
+    val_data: TokenShard
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    compiled: bool
+    pop_id: str
+    resumed_from: int
+
+    def finish(self, k: int, log: MemberLog, val_loss: float | None, timer: "_Throughput") -> None:
+        """Write member k's model, metrics and summary (last: its presence marks a finished run)."""
+        member = self.members[k]
+        status = "ok" if val_loss is not None and math.isfinite(val_loss) else "diverged"
+        if status == "ok":
+            log.rows[-1]["val_loss"] = val_loss
+        out = Path(member.out_dir)
+        summary = member_summary(member.cfg, log.rows, status, val_loss if status == "ok" else None, self, timer)
+        summary["population"] = {"id": self.pop_id, "index": k, "size": len(self.members),
+                                 "tokens_per_s": timer.tokens_per_second()}
+        checkpoint.save_member(self.model, k, out / checkpoint.MODEL_FILE)
+        summary["model_sha256"] = file_sha256(out / checkpoint.MODEL_FILE)
+        with atomic_output(out / "metrics.parquet") as tmp:
+            pd.DataFrame(log.rows).to_parquet(tmp, index=False)
+        write_json(out / "summary.json", summary)
+        log.closed = True
+
+
+def member_summary(cfg: dict, rows: list[dict], status: str, val_loss: float | None, run: _RunContext,
+                   timer: "_Throughput") -> dict:
+    """summary.json of one member (DESIGN.md "Run outputs"). Throughput is the population's: tokens/s
+    is the member's share of the aggregate, MFU the aggregate's (what the hardware did meanwhile)."""
+    n_matmul = run.model.num_params()
+    fpt = flops_per_token(run.model.cfg, n_matmul)
     tokens = rows[-1]["tokens"] if rows else 0
-    tps = timer.tokens_per_second()
-    peak = bf16_peak_flops(device)
+    aggregate = timer.tokens_per_second()
+    peak = bf16_peak_flops(run.device)
     last = [r["train_loss"] for r in rows[-10:]]
-    summary = {
+    return {
         "run_id": run_id(cfg),
         "status": status,
         "steps": rows[-1]["step"] if rows else 0,
         "final_train_loss": sum(last) / len(last) if status == "ok" else None,
         "final_val_loss": val_loss,
-        "val_bpb": val_loss / math.log(2) / val_data.bytes_per_token if val_loss is not None else None,
+        "val_bpb": val_loss / math.log(2) / run.val_data.bytes_per_token if val_loss is not None else None,
         "tokens": tokens,
-        "n_params": model.num_params(include_embeddings=True),
+        "n_params": run.model.num_params(include_embeddings=True),
         "n_params_matmul": n_matmul,
         "flops_per_token": fpt,
         "flops": fpt * tokens,
-        "wall_seconds": elapsed_before + timer.elapsed(),
-        "tokens_per_s": tps,
-        "mfu": fpt * tps / peak if peak and tps else None,
-        "device": device_name(device),
-        "autocast": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
-        "compiled": compile_,
-        "resumed_from_step": start or None,
+        "wall_seconds": timer.elapsed(),
+        "tokens_per_s": aggregate / len(run.members) if aggregate else None,
+        "mfu": fpt * aggregate / peak if peak and aggregate else None,
+        "device": device_name(run.device),
+        "autocast": str(run.amp_dtype).removeprefix("torch.") if run.amp_dtype else "float32",
+        "compiled": run.compiled,
+        "resumed_from_step": run.resumed_from or None,
         "versions": library_versions(),
         "git_commit": git_commit(),
     }
-    checkpoint.save_model(model, out_dir / checkpoint.MODEL_FILE)
-    summary["model_sha256"] = file_sha256(out_dir / checkpoint.MODEL_FILE)
-    with atomic_output(out_dir / "metrics.parquet") as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-    write_json(out_dir / "summary.json", summary)  # written last: its presence marks a finished run
-    (out_dir / checkpoint.STATE_FILE).unlink(missing_ok=True)
-    return summary
-
-
-def matrix_spectra(model: GPT) -> dict[str, float]:
-    """σ_max and SVD entropy of every hidden and readout matrix, as metrics columns (one host sync)."""
-    groups = model.param_groups()
-    named = groups["hidden"] + groups["readout"]
-    stats = torch.stack([spectrum(p.detach()) for _, p in named]).tolist()
-    out = {}
-    for (name, _), (sigma_max, entropy) in zip(named, stats):
-        out[f"sigma_max[{name}]"], out[f"svd_entropy[{name}]"] = sigma_max, entropy
-    return out
 
 
 def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
@@ -224,14 +381,16 @@ def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
     path = out_dir / "config.json"
     if path.exists() and read_json(path) != cfg:
         raise ValueError(f"{out_dir} already holds a run with a different config; refusing to overwrite it")
-    write_json(path, cfg)
+    if not path.exists():
+        write_json(path, cfg)
 
 
 class _Throughput:
-    """Tokens/s over the steps after the first logged interval (which holds compilation and warm-up)."""
+    """Aggregate tokens/s over the steps after the first logged interval (which holds compilation
+    and warm-up); elapsed seconds include those of a run before it was resumed."""
 
-    def __init__(self, device: torch.device):
-        self.device, self.t0 = device, time.perf_counter()
+    def __init__(self, device: torch.device, elapsed_before: float = 0.0):
+        self.device, self.t0, self.before = device, time.perf_counter(), elapsed_before
         self.first: tuple[float, int] | None = None
         self.last: tuple[float, int] | None = None
 
@@ -243,7 +402,7 @@ class _Throughput:
         self.last = point
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+        return self.before + time.perf_counter() - self.t0
 
     def tokens_per_second(self) -> float | None:
         if self.first and self.last and self.last[1] > self.first[1]:

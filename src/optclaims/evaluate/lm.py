@@ -71,7 +71,7 @@ class OptclaimsLM(LM):
             for row, i in enumerate(chunk):
                 inp = windows[i][0]
                 batch[row, : len(inp)] = torch.tensor(inp)
-            logits, _ = self.model(batch.to(self._device))
+            logits = self.model(batch.to(self._device)[None])[0][0]  # a population of one
             for row, i in enumerate(chunk):
                 inp, targets = windows[i]
                 n_in, n_tg = len(inp), len(targets)
@@ -146,7 +146,7 @@ class OptclaimsLM(LM):
         text = ""
         for _ in range(max_new):
             inp = torch.tensor([(tokens + generated)[-self.max_length :]], device=self._device)
-            logits, _ = self.model(inp)
+            logits = self.model(inp[None])[0][0]
             nxt = int(logits[0, -1].argmax())
             if nxt == self.eot_id:
                 break

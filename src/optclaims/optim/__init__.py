@@ -1,8 +1,10 @@
-"""Optimisers built from a run config over the model's named parameter groups."""
+"""Optimisers of a population of runs: per-member hyper-parameters (``hyper``), the stacked
+AdamW, Muon and spectral decay stepped as one ``OptimizerSet`` (``population``), and the update
+math they share (``muon``, ``spectral_decay``, ``schedules``)."""
 
-from .build import build_optimizers, build_schedulers, update_rms
-from .muon import Muon, muon_update_rms, zeropower_via_newtonschulz
-from .update_rms import adam_update_rms
+from .hyper import DECAYED_ROLES, MemberHypers, member_hypers
+from .muon import Muon, muon_update, zeropower_via_newtonschulz
+from .population import OptimizerSet, clip_member_grads_
 
-__all__ = ["Muon", "adam_update_rms", "build_optimizers", "build_schedulers", "muon_update_rms", "update_rms",
-           "zeropower_via_newtonschulz"]
+__all__ = ["DECAYED_ROLES", "MemberHypers", "Muon", "OptimizerSet", "clip_member_grads_", "member_hypers",
+           "muon_update", "zeropower_via_newtonschulz"]

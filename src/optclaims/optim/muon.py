@@ -82,6 +82,17 @@ def update_scale(shape, scale: str) -> float:
     raise ValueError(f"unknown Muon update scale {scale!r}; expected one of {SCALES}")
 
 
+def muon_update(grad: Tensor, momentum_buffer: Tensor, momentum, nesterov: bool = True, ns_steps: int = 5,
+                coefficients=NS_COEFFICIENTS, eps: float = 1e-7) -> Tensor:
+    """One Muon direction O_t ≈ msign(N_t) of every matrix in ``grad`` (shape (..., A, B)), before
+    the scale s(A, B) and the learning rate. Updates ``momentum_buffer`` in place to
+    M_t = μ M_{t−1} + G_t (sum form); N_t = G_t + μ M_t with Nesterov, else M_t. ``momentum`` is a
+    float or a tensor that broadcasts against ``grad`` (one μ per population member)."""
+    momentum_buffer.mul_(momentum).add_(grad)
+    direction = grad + momentum * momentum_buffer if nesterov else momentum_buffer
+    return zeropower_via_newtonschulz(direction, ns_steps, coefficients, eps)
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D parameters (see the module docstring for the update).
 
@@ -143,22 +154,20 @@ class Muon(torch.optim.Optimizer):
                 bufs.append(state["momentum_buffer"])
 
             mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
-            torch._foreach_mul_(bufs, mu)
-            torch._foreach_add_(bufs, grads)
-            directions = torch._foreach_add(grads, bufs, alpha=mu) if group["nesterov"] else bufs
-
-            # one batched NS per shape: stack, orthogonalise, unbind
-            buckets: dict[tuple, list[tuple[Tensor, Tensor]]] = defaultdict(list)
-            for p, d in zip(params, directions):
-                buckets[(p.shape, p.dtype, p.device)].append((p, d))
+            # one batched update per shape: stack, orthogonalise, unbind
+            buckets: dict[tuple, list[int]] = defaultdict(list)
+            for i, p in enumerate(params):
+                buckets[(p.shape, p.dtype, p.device)].append(i)
             updates, rms = [], []  # (params, NS outputs, scale) per shape; per-matrix RMS of scale·O
-            for (shape, _, _), pairs in buckets.items():
-                O = zeropower_via_newtonschulz(torch.stack([d for _, d in pairs]), group["ns_steps"],
-                                               group["ns_coefficients"], group["eps"])
+            for (shape, _, _), index in buckets.items():
+                stacked_bufs = torch.stack([bufs[i] for i in index])
+                O = muon_update(torch.stack([grads[i] for i in index]), stacked_bufs, mu, group["nesterov"],
+                                group["ns_steps"], group["ns_coefficients"], group["eps"])
+                torch._foreach_copy_([bufs[i] for i in index], stacked_bufs.unbind(0))
                 scale = update_scale(shape, group["scale"])
                 norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=torch.float32)
                 rms.append(norms * (scale / math.sqrt(shape.numel())))
-                updates.append(([p for p, _ in pairs], O.unbind(0), scale))
+                updates.append(([params[i] for i in index], O.unbind(0), scale))
 
             if wd != 0.0:
                 torch._foreach_mul_(params, 1.0 - lr * wd)
@@ -174,30 +183,3 @@ def muon_update_rms(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     s(A, B)·O_t; one host sync. Empty before the first step or for other optimisers."""
     rms = getattr(optimizer, "update_rms", None) or {}
     return dict(zip(rms, torch.stack(list(rms.values())).tolist())) if rms else {}
-
-
-def split_params(model, groups: list[dict] | None = None) -> tuple[list[dict], list[dict]]:
-    """Split parameter groups into (Muon groups, AdamW groups) by role: the hidden matrices go to
-    Muon, embeddings, readout and gains to AdamW (Moonlight's split).
-
-    ``groups`` are dicts with a role "name" and "params" (e.g. ``optim.build.param_group_specs``);
-    by default one group per role of ``model.param_groups()`` with "name", "params" and
-    "param_names". The split is checked to be exhaustive and disjoint over ``model.parameters()``
-    and every Muon parameter to be 2-D.
-    """
-    if groups is None:
-        groups = [{"name": role, "params": [p for _, p in named], "param_names": [n for n, _ in named]}
-                  for role, named in model.param_groups().items() if named]
-    muon_groups = [g for g in groups if g["name"] in MUON_ROLES]
-    adamw_groups = [g for g in groups if g["name"] not in MUON_ROLES]
-    ids = [id(p) for g in groups for p in g["params"]]
-    model_ids = {id(p) for p in model.parameters()}
-    if len(ids) != len(set(ids)):
-        raise ValueError("a parameter appears in more than one group")
-    if set(ids) != model_ids:
-        raise ValueError(f"the groups miss {len(model_ids - set(ids))} of the model's parameters "
-                         f"and hold {len(set(ids) - model_ids)} that are not the model's")
-    bad = [tuple(p.shape) for g in muon_groups for p in g["params"] if p.ndim != 2]
-    if bad:
-        raise ValueError(f"Muon groups hold parameters that are not matrices: shapes {bad}")
-    return muon_groups, adamw_groups

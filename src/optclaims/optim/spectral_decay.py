@@ -10,21 +10,16 @@ v1, the top right singular vector, comes from power iteration on WᵀW. Su's rul
 step's v1 instead: cheaper to converge, but a different method, so it is a separate, named variant
 (its v1 lives in the optimizer state and is checkpointed).
 
-``SpectralDecay`` is a ``torch.optim.Optimizer`` over the decayed matrices, with its own ``lr`` per
-group, so the run's LR schedule drives it like the optimizer whose decoupled decay it replaces
-(that optimizer's groups get ``weight_decay = 0``). Step it before that optimizer: decoupled decay
-too shrinks W_{t−1} before the update is added.
+``optim.population.StackedSpectralDecay`` applies it with the run's scheduled η, in place of the
+decoupled decay, before the optimizer's update: decoupled decay too shrinks W_{t−1} before the
+update is added.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-
 import torch
 from torch import Tensor
-
-from .closure import evaluate_closure
 
 POWER_ITERATIONS = 10
 
@@ -53,43 +48,6 @@ def _matvec(W: Tensor, v: Tensor) -> Tensor:
         return (W @ v.unsqueeze(-1)).squeeze(-1)
     return torch.stack([torch.mv(w, x) for w, x in zip(W.reshape(-1, *W.shape[-2:]), v.reshape(-1, v.shape[-1]))]
                        ).reshape(W.shape[:-1])
-
-
-class SpectralDecay(torch.optim.Optimizer):
-    """W ← W − lr·weight_decay·σ1 u1 v1ᵀ for every 2-D parameter; matrices of one shape share one
-    batched power iteration. Groups may carry extra keys ("name", "lr_mult", ...)."""
-
-    def __init__(self, params, lr: float, weight_decay: float, iters: int = POWER_ITERATIONS, warm: bool = False):
-        if not lr >= 0.0 or not weight_decay >= 0.0:
-            raise ValueError(f"invalid learning rate {lr} or weight decay {weight_decay}")
-        if iters < 1:
-            raise ValueError(f"power iterations must be >= 1, got {iters}")
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "iters": iters, "warm": warm})
-        for group in self.param_groups:
-            bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2]
-            if bad:
-                raise ValueError(f"spectral decay takes matrices only; got shapes {bad}")
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            rate = group["lr"] * group["weight_decay"]
-            if rate == 0.0:
-                continue
-            buckets: dict[tuple, list[Tensor]] = defaultdict(list)
-            for p in group["params"]:
-                buckets[(p.shape, p.dtype, p.device)].append(p)
-            for params in buckets.values():
-                W = torch.stack(params)
-                v0 = torch.stack([self.state[p]["v1"] for p in params]) if group["warm"] and "v1" in self.state[params[0]] else None
-                sigma, u, v = top_singular_triplet(W, group["iters"], v0)
-                rank1 = (sigma[:, None, None] * u.unsqueeze(-1) * v.unsqueeze(-2)).to(W.dtype)  # σ1 u1 v1ᵀ
-                torch._foreach_add_(params, rank1.unbind(0), alpha=-rate)
-                if group["warm"]:
-                    for p, vi in zip(params, v.unbind(0)):
-                        self.state[p]["v1"] = vi.clone()
-        return loss
 
 
 @torch.no_grad()

@@ -1,0 +1,238 @@
+"""The optimizers of a population: every parameter has a leading member dimension K, and every
+hyper-parameter is a (K,) tensor, so each member steps exactly as it would alone.
+
+``OptimizerSet`` steps, zeroes and checkpoints a population's optimizers as one (torchtitan's
+optimizers container): spectral decay first (it shrinks W_{t−1}, as decoupled decay does), then
+Muon on the hidden matrices for Muon runs, then AdamW on the rest. A member outside ``mask``
+(diverged, or past its own last step) does not change: its gradients are zeroed, its learning rate
+is 0 and its moments and step count are kept.
+
+AdamW follows torch.optim.AdamW's update (tested against it member by member):
+    W ← W·(1 − ηλ);  m ← m + (1 − β1)(g − m);  v ← β2·v + (1 − β2)·g²
+    W ← W − η/(1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+from .hyper import MemberHypers, ROLES
+from .muon import MUON_ROLES, muon_update
+from .spectral_decay import top_singular_triplet
+
+
+def per_member(t: Tensor, like: Tensor) -> Tensor:
+    """A (K,) tensor viewed to broadcast against ``like`` of shape (K, ...)."""
+    return t.view(-1, *([1] * (like.ndim - 1)))
+
+
+@torch.no_grad()
+def member_grad_norms(params: list[Tensor]) -> Tensor:
+    """Each member's global gradient norm over ``params`` (K,), as clip_grad_norm_ takes it. Summed
+    in float64, so a member's float32 norm does not depend on how many members share the reduction
+    (float32 sums over (K, n) and (1, n) tensors round differently, and clipping would pass that on)."""
+    norms = [torch.linalg.vector_norm(p.grad, dim=tuple(range(1, p.ndim)), dtype=torch.float64) for p in params]
+    return torch.linalg.vector_norm(torch.stack(norms), dim=0).float()
+
+
+@torch.no_grad()
+def clip_member_grads_(params: list[Tensor], max_norm: Tensor) -> Tensor:
+    """torch.nn.utils.clip_grad_norm_ for every member at once: scales member k's gradients by
+    min(1, max_norm[k] / (norm_k + 1e-6)) (max_norm inf: unchanged) and returns the pre-clip norms."""
+    norms = member_grad_norms(params)
+    coef = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    for p in params:
+        p.grad.mul_(per_member(coef, p.grad).to(p.grad.dtype))
+    return norms
+
+
+@torch.no_grad()
+def zero_grads_outside_(params: list[Tensor], mask: Tensor) -> None:
+    """Members outside ``mask`` get zero gradients (a diverged member's NaNs included)."""
+    for p in params:
+        p.grad.masked_fill_(~per_member(mask, p.grad), 0.0)
+
+
+class StackedAdamW:
+    def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers):
+        """``named``: (name, role, parameter) triples."""
+        self.named, self.h = named, hypers
+        self.state = {name: {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)} for name, _, p in named}
+        self.steps = torch.zeros_like(hypers.beta1)  # steps taken, per member
+
+    def _bias_corrections(self) -> tuple[Tensor, Tensor]:
+        t, started = self.steps, self.steps > 0
+        one = torch.ones_like(t)
+        return (torch.where(started, 1 - self.h.beta1 ** t, one), torch.where(started, 1 - self.h.beta2 ** t, one))
+
+    @torch.no_grad()
+    def step(self, lr: dict[str, Tensor], mask: Tensor) -> None:
+        """``lr``: role → (K,) learning rate at this step, 0 outside ``mask``."""
+        h = self.h
+        self.steps += mask.to(self.steps.dtype)
+        bc1, bc2 = self._bias_corrections()
+        keep1 = torch.where(mask, 1 - h.beta1, 0.0)      # lerp weight: 0 leaves m as it is
+        keep2 = torch.where(mask, h.beta2, 1.0)          # β2 = 1 (and 1 − β2 = 0) leaves v as it is
+        for name, role, p in self.named:
+            g, s = p.grad, self.state[name]
+            m, v = s["exp_avg"], s["exp_avg_sq"]
+            p.mul_(per_member(1 - lr[role] * h.weight_decay[role], p))
+            m.lerp_(g, per_member(keep1, p))
+            v.mul_(per_member(keep2, p)).addcmul_(g * per_member(1 - keep2, p), g)
+            denom = (v.sqrt() / per_member(bc2.sqrt(), p)).add_(per_member(h.eps, p))
+            p.add_(m / denom * per_member(-lr[role] / bc1, p))
+
+    @torch.no_grad()
+    def update_rms(self) -> dict[str, Tensor]:
+        """Per role, (K,): the RMS of m̂ / (√v̂ + ε), the direction AdamW steps along without η,
+        per matrix, averaged over the role's matrices (kexue.fm/archives/11267 measures it so)."""
+        bc1, bc2 = self._bias_corrections()
+        by_role: dict[str, list[Tensor]] = defaultdict(list)
+        for name, role, p in self.named:
+            s = self.state[name]
+            u = (s["exp_avg"].float() / per_member(bc1, p)) / (
+                (s["exp_avg_sq"].float() / per_member(bc2, p)).sqrt() + per_member(self.h.eps, p))
+            by_role[role].append(u.square().mean(dim=tuple(range(1, u.ndim))).sqrt())
+        return {role: torch.stack(rms).mean(0) for role, rms in by_role.items()}
+
+    def state_dict(self) -> dict:
+        return {"state": self.state, "steps": self.steps}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name, s in saved["state"].items():
+            for key, t in s.items():
+                self.state[name][key].copy_(t)
+        self.steps.copy_(saved["steps"])
+
+
+class StackedMuon:
+    """Muon (``muon.py``) on the hidden matrices (K, A, B): matrices of one shape are orthogonalised
+    in one batched Newton–Schulz call; each member has its own μ, scale s(A, B) and learning rate."""
+
+    def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers, ns_steps: int):
+        self.named, self.h, self.ns_steps = named, hypers, ns_steps
+        self.state = {name: {"momentum_buffer": torch.zeros_like(p)} for name, _, p in named}
+        buckets: dict[tuple, list[int]] = defaultdict(list)
+        for i, (_, _, p) in enumerate(named):
+            buckets[tuple(p.shape)].append(i)
+        self.buckets = {shape: (index, hypers.muon_scales(shape)) for shape, index in buckets.items()}
+        self.last_rms: Tensor | None = None
+
+    @torch.no_grad()
+    def step(self, lr: Tensor, weight_decay: Tensor, mask: Tensor) -> None:
+        mu = torch.where(mask, self.h.muon_momentum, 1.0)  # μ = 1 with a zero gradient keeps M as it is
+        rms = []
+        for shape, (index, scale) in self.buckets.items():
+            params = [self.named[i][2] for i in index]
+            bufs = torch.stack([self.state[self.named[i][0]]["momentum_buffer"] for i in index])
+            grads = torch.stack([p.grad for p in params])
+            O = muon_update(grads, bufs, mu.view(1, -1, 1, 1), nesterov=True, ns_steps=self.ns_steps)
+            for i, buf in zip(index, bufs.unbind(0)):
+                self.state[self.named[i][0]]["momentum_buffer"].copy_(buf)
+            norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=torch.float32)  # (n, K)
+            rms.append(norms * scale / (shape[-1] * shape[-2]) ** 0.5)
+            for p, o in zip(params, O.unbind(0)):
+                p.mul_(per_member(1 - lr * weight_decay, p))
+                p.add_(o * per_member(-lr * scale, p))
+        self.last_rms = torch.cat(rms).mean(0)
+
+    def update_rms(self) -> dict[str, Tensor]:
+        """{"hidden": (K,)}: the mean per-matrix RMS of s(A, B)·O_t at the last step."""
+        return {} if self.last_rms is None else {MUON_ROLES[0]: self.last_rms}
+
+    def state_dict(self) -> dict:
+        return {"state": self.state, "last_rms": self.last_rms}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name, s in saved["state"].items():
+            self.state[name]["momentum_buffer"].copy_(s["momentum_buffer"])
+        self.last_rms = saved["last_rms"]
+
+
+class StackedSpectralDecay:
+    """W ← W − η·λ·σ1 u1 v1ᵀ (``spectral_decay.py``) for each member with a spectral decay; matrices
+    of one shape share one batched power iteration. v1 of each member and matrix is kept, so a
+    ``spectral_warm`` member starts from its previous v1; the others start from all-ones."""
+
+    def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers):
+        self.named, self.h = named, hypers
+        self.state = {name: {"v1": torch.ones(p.shape[:-2] + p.shape[-1:], device=p.device)} for name, _, p in named}
+        buckets: dict[tuple, list[int]] = defaultdict(list)
+        for i, (_, _, p) in enumerate(named):
+            buckets[tuple(p.shape)].append(i)
+        self.buckets = list(buckets.values())
+
+    @torch.no_grad()
+    def step(self, rate: dict[str, Tensor], mask: Tensor) -> None:
+        """``rate``: role → (K,) η·λ at this step, 0 outside ``mask``."""
+        warm = (self.h.spectral_warm & mask).view(1, -1, 1)
+        for index in self.buckets:
+            names = [self.named[i][0] for i in index]
+            params = [self.named[i][2] for i in index]
+            previous = torch.stack([self.state[n]["v1"] for n in names])
+            v0 = torch.where(self.h.spectral_warm.view(1, -1, 1), previous, torch.ones_like(previous))
+            sigma, u, v = top_singular_triplet(torch.stack(params), v0=v0)
+            rank1 = sigma[..., None, None] * u.unsqueeze(-1) * v.unsqueeze(-2)  # σ1 u1 v1ᵀ, (n, K, A, B)
+            for i, p, r in zip(index, params, rank1.unbind(0)):
+                p.add_(r.to(p.dtype) * per_member(-rate[self.named[i][1]], p))
+            for n, new in zip(names, torch.where(warm, v, previous).unbind(0)):
+                self.state[n]["v1"].copy_(new)
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name, s in saved["state"].items():
+            self.state[name]["v1"].copy_(s["v1"])
+
+
+class OptimizerSet:
+    """A population's optimizers over the model's parameter roles, stepped as one."""
+
+    def __init__(self, model, hypers: MemberHypers, optimizer: str, ns_steps: int = 5):
+        self.h = hypers
+        self.params = list(model.parameters())
+        named = [(name, role, p) for role, group in model.param_groups().items() for name, p in group]
+        muon = optimizer == "muon"
+        self.muon = StackedMuon([t for t in named if t[1] in MUON_ROLES], hypers, ns_steps) if muon else None
+        self.adamw = StackedAdamW([t for t in named if not (muon and t[1] in MUON_ROLES)], hypers)
+        decayed = [t for t in named if bool((hypers.spectral_decay[t[1]] > 0).any())]
+        self.spectral = StackedSpectralDecay(decayed, hypers) if decayed else None
+
+    def learning_rates(self, step: int, mask: Tensor) -> dict[str, Tensor]:
+        """Role → (K,) learning rate at ``step`` (0-based): peak × schedule, 0 outside ``mask``."""
+        factor = self.h.schedule[step] * mask.to(self.h.schedule.dtype)
+        return {role: self.h.peak_lr[role] * factor for role in ROLES}
+
+    @torch.no_grad()
+    def step(self, step: int, mask: Tensor) -> None:
+        zero_grads_outside_(self.params, mask)
+        lr = self.learning_rates(step, mask)
+        if self.spectral is not None:
+            self.spectral.step({role: lr[role] * self.h.spectral_decay[role] for role in ROLES}, mask)
+        if self.muon is not None:
+            self.muon.step(lr[MUON_ROLES[0]], self.h.weight_decay[MUON_ROLES[0]], mask)
+        self.adamw.step(lr, mask)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def update_rms(self) -> dict[str, Tensor]:
+        """Role → (K,) update RMS without the learning rate: Muon's for the hidden matrices of Muon
+        runs, AdamW's from its moments for the rest."""
+        return {**self.adamw.update_rms(), **(self.muon.update_rms() if self.muon else {})}
+
+    def parts(self) -> dict:
+        return {"adamw": self.adamw, "muon": self.muon, "spectral": self.spectral}
+
+    def state_dict(self) -> dict:
+        return {key: part.state_dict() for key, part in self.parts().items() if part is not None}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for key, part in self.parts().items():
+            if part is not None:
+                part.load_state_dict(saved[key])
