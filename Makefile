@@ -1,6 +1,7 @@
 # make report : create .venv, install, run the smoke-scale suite, print the report's path
 # make test   : create .venv if missing, run the tests
-# make nightly: rerun the whole suite from scratch (--forceall) and check it against
+# make nightly: rerun the whole suite from scratch (runs and populations removed, every other
+#               stage forced) and check it against
 #               results/baselines/$(SCALE).json; exits non-zero on a flipped status or a figure
 #               outside its tolerance (results/$(SCALE)/regression/report.md says which)
 # make bless REASON="..." : make the current results the new baseline, recording why
@@ -27,7 +28,9 @@ report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --config scale=$(SCALE)
 	@echo "report: $(CURDIR)/results/$(SCALE)/report/index.html"
 
+# A finished run is never retrained in place (its population skips it), so from scratch means without them.
 nightly: $(STAMP)
+	rm -rf results/$(SCALE)/runs results/$(SCALE)/populations
 	$(BIN)/snakemake nightly --cores $(CORES) --forceall --config scale=$(SCALE)
 
 bless: $(STAMP)

@@ -2,7 +2,7 @@
 #   snakemake --cores all                        smoke scale (CPU, plumbing only)
 #   snakemake --cores all --config scale=gpu     one H100, evidential at small-model scale
 #   snakemake --profile workflows/profiles/gpu
-#   snakemake nightly --forceall                 the regression check against results/baselines/<scale>.json
+#   make nightly                                 the suite from scratch, checked against results/baselines/<scale>.json
 # The config is validated (schema, then claims, corpus and every run config) before any job runs.
 import json
 import os
@@ -37,21 +37,44 @@ DATA = str(PLAN.data_dir)
 SETTINGS = PLAN.settings
 
 
+def stage2_runs(claim):
+    """A staged claim's second-stage run configs once its checkpoint has chosen them, else {}."""
+    path = f"{SCALE_DIR}/claims/{claim}/stage2.json"
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def run_config(run_id):
     """A run's config: from the plan, or from a claim's second-stage selection."""
     if run_id in PLAN.runs:
         return PLAN.runs[run_id]
-    for claim in PLAN.staged:
-        path = f"{SCALE_DIR}/claims/{claim}/stage2.json"
-        if os.path.exists(path):
-            selected = json.loads(open(path).read())
-            if run_id in selected:
-                return selected[run_id]
+    for claim in sorted(PLAN.staged):
+        selected = stage2_runs(claim)
+        if run_id in selected:
+            return selected[run_id]
     raise ValueError(f"run {run_id} is in no claim's plan")
+
+
+def populations():
+    """Every population known now: the plan's, and each staged claim's second stage once chosen
+    (its runs that the first stage does not already train)."""
+    pops = dict(PLAN.populations)
+    for claim in sorted(PLAN.staged):
+        pops.update(PLAN.group({r: c for r, c in stage2_runs(claim).items() if r not in PLAN.runs}))
+    return pops
+
+
+def trained(runs):
+    """The files that mark the given runs trained: their populations' population.json."""
+    owner = {r: pop for pop, members in populations().items() for r in members}
+    return sorted({f"{SCALE_DIR}/populations/{owner[r]}/population.json" for r in runs})
 
 
 wildcard_constraints:
     run_id="[0-9a-f]{12}",
+    pop_id="[0-9a-f]{12}",
     claim="[a-z][a-z0-9_]*",
 
 

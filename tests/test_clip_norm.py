@@ -14,7 +14,7 @@ from optclaims.analysis import ClaimContext, Run
 from optclaims.claims import load_claim_module
 from optclaims.data.shards import TokenShard
 from optclaims.model import GPT
-from optclaims.parametrization import model_config
+from optclaims.parametrization import member_init, model_config
 from optclaims.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +31,9 @@ def test_recorded_norm_is_clip_grad_norm_on_the_same_step(tiny_data, tiny_run, t
     train_run(cfg, tmp_path / "run", tiny_data)
     recorded = pd.read_parquet(tmp_path / "run" / "metrics.parquet").grad_norm.iloc[0]
 
-    torch.manual_seed(cfg["seed"])
-    model = GPT(model_config(cfg))
+    model = GPT(model_config(cfg), [member_init(cfg)], [cfg["seed"]])
     x, y = TokenShard(tiny_data / "tokens", "train").batch(0, cfg["batch_size"], cfg["seq_len"], cfg["seed"])
-    model(x, y)[1].backward()
+    model(x[None], y[None])[1].sum().backward()
     reference = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=math.inf)
     assert recorded == pytest.approx(reference.item(), rel=1e-6)
 

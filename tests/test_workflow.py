@@ -160,8 +160,8 @@ def test_nightly_passes_against_its_blessed_baseline_and_fails_naming_a_perturbe
 
 @pytest.mark.slow
 def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulated_gpus(workdir, tmp_path):
-    """SIGKILL the whole workflow while runs are mid-training (each on its own simulated GPU), unlock,
-    run it again: the same final losses and verdict as the uninterrupted toy suite in `workdir`."""
+    """SIGKILL the whole workflow while populations are mid-training (each on its own simulated GPU),
+    unlock, run it again: the same final losses and verdict as the uninterrupted toy suite in `workdir`."""
     if not (workdir / "results/smoke/report/index.html").exists():
         assert snakemake(workdir).returncode == 0
     for name in ("workflows", "reproductions"):
@@ -175,15 +175,16 @@ def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulat
     args = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
             "--resources", "gpu=2", "--configfile", "toy.yaml"]
     runs = tmp_path / "results/smoke/runs"
+    populations = tmp_path / "results/smoke/populations"
 
     proc = subprocess.Popen(args, env=env, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while not list(runs.glob("*/train_state.pt")) and proc.poll() is None and time.time() < deadline:
+    while not list(populations.glob("*/train_state.pt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    interrupted = [p.parent for p in runs.glob("*/train_state.pt")]
+    interrupted = {p.parent.name for p in populations.glob("*/train_state.pt")}
     assert interrupted, "the workflow was not caught mid-training"
     for run in runs.iterdir():  # every declared output that exists is whole: none is half-written
         if (run / "summary.json").exists():
@@ -204,6 +205,8 @@ def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulat
         uninterrupted = json.loads((workdir / "results/smoke/runs" / rid / "summary.json").read_text())
         assert resumed["final_val_loss"] == uninterrupted["final_val_loss"]
         assert resumed["final_train_loss"] == uninterrupted["final_train_loss"]
-    assert any(json.loads((run / "summary.json").read_text())["resumed_from_step"] for run in interrupted)
+    summaries = [json.loads((runs / rid / "summary.json").read_text()) for rid in verdict["runs"]]
+    assert any(s["resumed_from_step"] for s in summaries if s["population"]["id"] in interrupted)
+    assert len({s["population"]["id"] for s in summaries}) == 2  # 15 runs, at most 8 to a population
     logs = " ".join(p.read_text() for p in (tmp_path / "results/smoke/logs/train").glob("*.log"))
     assert "device 0 (share 1 of 1)" in logs and "device 1 (share 1 of 1)" in logs

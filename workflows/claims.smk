@@ -3,15 +3,11 @@
 # checkpoint: select_runs writes stage2.json, and the DAG grows by those runs.
 
 
-def run_files(runs, *names):
-    return [f"{SCALE_DIR}/runs/{r}/{name}" for name in names for r in runs]
-
-
 checkpoint select_runs:
     input:
         spec="reproductions/{claim}/claim.yaml",
         code="reproductions/{claim}/analyze.py",
-        runs=lambda wc: run_files(PLAN.claims[wc.claim], "summary.json", "metrics.parquet"),
+        runs=lambda wc: trained(PLAN.claims[wc.claim]),
     output:
         f"{SCALE_DIR}/claims/{{claim}}/stage2.json",
     params:
@@ -33,9 +29,10 @@ def claim_runs(wc):
 
 
 def analysis_inputs(wc):
-    """Each run's training outputs, and its lm-eval results unless the claim says `evaluate: false`."""
+    """Each run's population, and its lm-eval results unless the claim says `evaluate: false`."""
+    runs = claim_runs(wc)
     evaluated = PLAN.claim_specs[wc.claim].get("evaluate", True)
-    return run_files(claim_runs(wc), "summary.json", "metrics.parquet", *(["eval.json"] if evaluated else []))
+    return trained(runs) + ([f"{SCALE_DIR}/runs/{r}/eval.json" for r in runs] if evaluated else [])
 
 
 rule analyze:

@@ -3,8 +3,7 @@
 
 rule evaluate:
     input:
-        summary=f"{SCALE_DIR}/runs/{{run_id}}/summary.json",
-        model=f"{SCALE_DIR}/runs/{{run_id}}/model.safetensors",
+        trained=lambda wc: trained([wc.run_id]),
         tokenizer=rules.tokenizer.output,
         tasks=rules.eval_tasks.output,
     output:

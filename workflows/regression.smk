@@ -1,4 +1,4 @@
-# The nightly regression check (`make nightly`, or `snakemake nightly --forceall`): the figures this
+# The nightly regression check (`make nightly`: the suite from scratch, then `snakemake nightly`): the figures this
 # run measured, compared with the committed baseline results/baselines/<scale>.json. The check
 # always writes its report; the `nightly` rule then fails the workflow if the check failed.
 
@@ -20,7 +20,7 @@ localrules:
 rule regression_figures:
     input:
         verdicts=expand(f"{SCALE_DIR}/claims/{{claim}}/verdict.json", claim=PLAN.claims),
-        runs=run_files({r for group in REFERENCES.values() for r in group}, "summary.json"),
+        runs=lambda wc: trained({r for group in REFERENCES.values() for r in group}),
     output:
         f"{REGRESSION}/figures.json",
     params:

@@ -1,5 +1,8 @@
-# One job per run_id; the run config travels as a param, so only a changed config retrains.
-# A killed job resumes from its train_state.pt (not a declared output, so Snakemake keeps it).
+# One job per population: runs that share a shape, trained as one stacked model (DESIGN.md). The
+# member configs travel as a param, so a changed config (a new run_id, a new population) retrains;
+# members whose summary.json exists are never retrained, however the populations are regrouped.
+# A killed job resumes from populations/<pop_id>/train_state.pt (not a declared output, so
+# Snakemake keeps it); members that finished before the kill keep their outputs.
 # On GPUs each job holds `gpu=1` of `--resources gpu=N` (N = GPUs × jobs_per_gpu) and claims its own
 # device slot (optclaims.devices), since Snakemake hands out counts, not device ids.
 
@@ -11,19 +14,18 @@ rule train:
     input:
         rules.tokenize.output.meta,
     output:
-        summary=f"{SCALE_DIR}/runs/{{run_id}}/summary.json",
-        metrics=f"{SCALE_DIR}/runs/{{run_id}}/metrics.parquet",
-        model=f"{SCALE_DIR}/runs/{{run_id}}/model.safetensors",
+        f"{SCALE_DIR}/populations/{{pop_id}}/population.json",
     params:
-        config=lambda wc: canonical_json(run_config(wc.run_id)),
-        out=lambda wc: f"{SCALE_DIR}/runs/{wc.run_id}",
+        configs=lambda wc: canonical_json([run_config(r) for r in populations()[wc.pop_id]]),
+        state=lambda wc: f"{SCALE_DIR}/populations/{wc.pop_id}",
     threads: SETTINGS["train"].get("threads", 1)
     resources:
         gpu=1 if ON_GPU else 0,
     log:
-        f"{SCALE_DIR}/logs/train/{{run_id}}.log",
+        f"{SCALE_DIR}/logs/train/{{pop_id}}.log",
     benchmark:
-        f"{SCALE_DIR}/benchmarks/train/{{run_id}}.tsv"
+        f"{SCALE_DIR}/benchmarks/train/{{pop_id}}.tsv"
     shell:
-        "optclaims train --config-json {params.config:q} --data {DATA} --out {params.out} --threads {threads}"
-        " --jobs-per-gpu {JOBS_PER_GPU} > {log} 2>&1"
+        "optclaims train-population --configs-json {params.configs:q} --data {DATA} --runs-dir {SCALE_DIR}/runs"
+        " --state-dir {params.state} --id {wildcards.pop_id} --threads {threads} --jobs-per-gpu {JOBS_PER_GPU}"
+        " --out {output} > {log} 2>&1"

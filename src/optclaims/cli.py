@@ -49,6 +49,26 @@ def _train(a):
     print(f"run {s['run_id']}: {s['status']}, val loss {s['final_val_loss']}, {s['tokens_per_s'] or 0:.0f} tokens/s -> {out}")
 
 
+def _train_population(a):
+    configs = [make_run_config(fields) for fields in json.loads(a.configs_json)]
+    runs_dir = Path(a.runs_dir)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    from .devices import assigned_device
+    from .train import Member, train_population
+
+    members = [Member(cfg, runs_dir / run_id(cfg)) for cfg in configs]
+    with assigned_device(a.jobs_per_gpu, wanted=configs[0]["device"]):  # a shared key of a population
+        summaries = train_population(members, Path(a.data), Path(a.state_dir), a.id)
+    for s in summaries:
+        print(f"run {s['run_id']}: {s['status']}, val loss {s['final_val_loss']}")
+    if a.out:
+        write_json(Path(a.out), {"id": a.id, "members": [{"run_id": s["run_id"], "status": s["status"],
+                                                          "final_val_loss": s["final_val_loss"]} for s in summaries]})
+
+
 def _tasks(a):
     from .evaluate.tasks import build_tasks
 
@@ -103,9 +123,17 @@ def _plan(a):
     for kv in a.set or []:
         key, _, value = kv.partition("=")
         config[key] = yaml.safe_load(value)
+    if a.scale:
+        config["scale"] = a.scale
     plan = build_plan(config, Path(a.repro_dir))
+    if a.cost:
+        from .cost import TABLE, format_cost, load_table, plan_cost
+
+        print(format_cost(plan_cost(plan, load_table(Path(a.cost_table) if a.cost_table else TABLE), Path(a.repro_dir)),
+                          plan.scale))
+        return
     print(json.dumps({"scale": plan.scale, "data_id": plan.data.data_id, "claims": plan.claims,
-                      "runs": plan.runs}, indent=2))
+                      "populations": plan.populations, "runs": plan.runs}, indent=2))
 
 
 def _regression_figures(a):
@@ -199,6 +227,17 @@ def parser() -> argparse.ArgumentParser:
     _jobs_per_gpu_argument(c)
     c.set_defaults(func=_train)
 
+    c = sub.add_parser("train-population", help="train runs that share a shape as one stacked model")
+    c.add_argument("--configs-json", required=True, help="the member run configs, a JSON list")
+    c.add_argument("--data", required=True, help="data directory (tokens/ inside)")
+    c.add_argument("--runs-dir", required=True, help="each member's outputs go to RUNS_DIR/<run_id>")
+    c.add_argument("--state-dir", required=True, help="where the population's resumable train_state.pt lives")
+    c.add_argument("--id", help="the population's id (default: a hash of its members' run_ids)")
+    c.add_argument("--out", help="population.json: the members and their statuses, written last")
+    c.add_argument("--threads", type=int)
+    _jobs_per_gpu_argument(c)
+    c.set_defaults(func=_train_population)
+
     c = sub.add_parser("tasks", help="build the local lm-eval tasks from a held-out split")
     c.add_argument("--val", required=True, help="val.jsonl of a corpus")
     c.add_argument("--out", required=True)
@@ -260,13 +299,16 @@ def parser() -> argparse.ArgumentParser:
 
     from . import bench
 
-    c = sub.add_parser("bench-optim", help="time the optimizer step (this Muon, torch.optim.Muon, fused AdamW) "
-                       "and the training step on this machine")
+    c = sub.add_parser("bench-population", help="aggregate tokens/s and MFU of populations of K = 1, 2, 4, ... "
+                       "members, AdamW and Muon, with the trainer's own step, on this machine")
     bench.add_arguments(c)
     c.set_defaults(func=bench.run)
 
-    c = sub.add_parser("plan", help="print the runs a workflow config asks for")
+    c = sub.add_parser("plan", help="print the runs and populations a workflow config asks for, or (--cost) what they cost")
     c.add_argument("--config", default="workflows/config/config.yaml")
+    c.add_argument("--scale", help="the scale to plan (default: the config's)")
+    c.add_argument("--cost", action="store_true", help="per claim: runs, populations, tokens, FLOPs, estimated minutes")
+    c.add_argument("--cost-table", help="the measured throughput table (default workflows/throughput.csv)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE")
     c.add_argument("--repro-dir", default="reproductions")
     c.set_defaults(func=_plan)

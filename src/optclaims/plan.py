@@ -1,6 +1,6 @@
-"""The plan of a workflow: from the validated workflow config to the data set, the runs (by run_id)
-and the runs each claim needs. The Snakefile builds it once at parse time, so a bad claim, corpus
-or run field stops the workflow before any job starts."""
+"""The plan of a workflow: from the validated workflow config to the data set, the runs (by run_id),
+the runs each claim needs and the populations that train them. The Snakefile builds it once at
+parse time, so a bad claim, corpus or run field stops the workflow before any job starts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim, load_claim_module
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
+from .population import group_populations
 from .runs import run_id, run_schema
 
 
@@ -42,6 +43,12 @@ class Plan:
     claim_specs: dict[str, dict] = field(default_factory=dict)
     common: dict = field(default_factory=dict)   # fields every run config gets (data, vocab, overrides)
     staged: set[str] = field(default_factory=set)  # claims with a second stage chosen from results
+    populations: dict[str, list[str]] = field(default_factory=dict)  # first stage: population_id → run_ids
+
+    def group(self, runs: dict[str, dict]) -> dict[str, list[str]]:
+        """Runs packed into populations by the scale's ``population`` settings."""
+        p = self.settings["population"]
+        return group_populations(runs, p["max_members"], p["memory_gb"] * 2**30)
 
     @property
     def data_dir(self) -> Path:
@@ -81,4 +88,5 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
             ids.append(rid)
         plan.claims[claim] = list(dict.fromkeys(ids))  # one spelling of a run, however often asked for
         plan.claim_specs[claim] = spec_
+    plan.populations = plan.group(plan.runs)
     return plan

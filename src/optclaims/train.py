@@ -191,20 +191,14 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     model.train()
     for s in range(start, total):
         x, y = _member_batches(train_data, cfgs, s, device)
-        with autocast():
-            if s < act_steps:  # eager, so the compiled graph never sees the hooks
-                recorded: list[torch.Tensor] = []
-                with record_activations(model, recorded):
-                    _, loss = model(x, y)
-                metrics.acts[s] = recorded[0]
-            else:
-                _, loss = step_model(x, y)
-        loss.sum().backward()  # member k's loss reaches member k's weights only
-        grad_norm = clip_member_grads_(optimizers.params, hypers.clip)
-        update = progress.update(s, loss.detach())
+        if s < act_steps:  # eager, so the compiled graph never sees the hooks
+            recorded: list[torch.Tensor] = []
+            with record_activations(model, recorded):
+                loss, grad_norm = train_step(model, optimizers, progress, x, y, s, autocast)
+            metrics.acts[s] = recorded[0]
+        else:
+            loss, grad_norm = train_step(step_model, optimizers, progress, x, y, s, autocast)
         metrics.record(s, loss, grad_norm)
-        optimizers.step(s, update)
-        optimizers.zero_grad()
 
         done = s + 1
         open_ends = {end for end, log in zip(end_steps, logs) if not log.closed}
@@ -258,6 +252,20 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
                                          "model": model.state_dict(), "optimizers": optimizers.state_dict(),
                                          "progress": progress.state_dict()}, state_path)
     state_path.unlink(missing_ok=True)
+
+
+def train_step(step_model, optimizers: OptimizerSet, progress: Progress, x: torch.Tensor, y: torch.Tensor, step: int,
+               autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of every member: forward, backward, per-member clipping, the divergence check and
+    the optimizers' step. Returns the (K,) losses and pre-clip gradient norms, on the device."""
+    with autocast():
+        _, loss = step_model(x, y)
+    loss.sum().backward()  # member k's loss reaches member k's weights only
+    grad_norm = clip_member_grads_(optimizers.params, optimizers.h.clip)
+    update = progress.update(step, loss.detach())
+    optimizers.step(step, update)
+    optimizers.zero_grad()
+    return loss.detach(), grad_norm
 
 
 def _members_to_train(saved: dict | None, members: list[Member], todo: list[Member]):

@@ -24,8 +24,9 @@ The scale s(A, B) sets the update's size (see ``update_scale``):
   keller     √max(1, A/B)     Keller Jordan's; η ≈ 0.02 "in units of spectral norm"
   spectral   √(A/B)           √(fan_out/fan_in), the spectral condition for μP-like transfer
 
-Muon is for hidden matrices only: embeddings, the readout and gains go to AdamW
-(``split_params``).
+Muon is for hidden matrices only: embeddings, the readout and gains go to AdamW (``MUON_ROLES``).
+``muon_update`` is the update math as a pure function; ``Muon`` is a thin torch.optim optimizer
+around it for 2-D parameters, and ``optim.population.StackedMuon`` applies it to a population.
 """
 
 from __future__ import annotations
@@ -159,15 +160,15 @@ class Muon(torch.optim.Optimizer):
             for i, p in enumerate(params):
                 buckets[(p.shape, p.dtype, p.device)].append(i)
             updates, rms = [], []  # (params, NS outputs, scale) per shape; per-matrix RMS of scale·O
-            for (shape, _, _), index in buckets.items():
-                stacked_bufs = torch.stack([bufs[i] for i in index])
-                O = muon_update(torch.stack([grads[i] for i in index]), stacked_bufs, mu, group["nesterov"],
+            for (shape, _, _), which in buckets.items():
+                stacked_bufs = torch.stack([bufs[i] for i in which])
+                O = muon_update(torch.stack([grads[i] for i in which]), stacked_bufs, mu, group["nesterov"],
                                 group["ns_steps"], group["ns_coefficients"], group["eps"])
-                torch._foreach_copy_([bufs[i] for i in index], stacked_bufs.unbind(0))
+                torch._foreach_copy_([bufs[i] for i in which], stacked_bufs.unbind(0))
                 scale = update_scale(shape, group["scale"])
                 norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=torch.float32)
                 rms.append(norms * (scale / math.sqrt(shape.numel())))
-                updates.append(([params[i] for i in index], O.unbind(0), scale))
+                updates.append(([params[i] for i in which], O.unbind(0), scale))
 
             if wd != 0.0:
                 torch._foreach_mul_(params, 1.0 - lr * wd)

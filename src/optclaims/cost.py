@@ -1,0 +1,167 @@
+"""`optclaims plan --scale S --cost`: what each claim of a scale costs, before anything runs.
+
+Per claim: its runs (the second stage of a staged claim from a stand-in first stage whose best
+learning rate is the middle of each grid), the populations that train them when the claim runs
+alone (as `make gpu-reference CLAIMS=...` runs it), tokens, FLOPs, and estimated minutes on each
+device of the cost table. A population's time is its start-up (process, data, ``torch.compile`` of
+its shape) plus its longest member's steps times the population's tokens per step, divided by the
+aggregate tokens/s the table gives for that device, optimizer and population size; the table's
+rows are converted to another shape at equal FLOP/s (tokens/s × FLOPs per token). Validation
+passes are counted at a third of a training token's cost.
+
+The table, ``workflows/throughput.csv``, holds one row per measurement (``optclaims bench-population
+--record``) with its device and date, or per estimate with its source; ``measured`` says which.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .claims import DEFAULT_REPRO_DIR
+from .model import GPTConfig, flops_per_token
+from .population import population_key
+
+TABLE = Path("workflows/throughput.csv")
+COLUMNS = ["device", "optimizer", "d_model", "n_layers", "seq_len", "vocab_size", "batch_size", "members",
+           "tokens_per_s", "startup_s", "measured", "date", "source"]
+DEVICES = {"smoke": ["CPU"], "gpu": ["H100", "H200"], "full": ["H100", "H200"]}
+
+
+def device_kind(name: str) -> str:
+    for kind in ("H200", "H100", "A100", "L40S", "L4"):
+        if kind in name:
+            return kind
+    return "CPU"
+
+
+def load_table(path: Path = TABLE) -> pd.DataFrame:
+    table = pd.read_csv(path, comment="#")
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    return table
+
+
+def record_measurements(path: Path, rows: list[dict], startup_s: float = 0.0,
+                        source: str = "optclaims bench-population") -> None:
+    """Append bench-population results to the cost table (its comments kept), dated and marked
+    measured; ``startup_s``: the process's own start-up (interpreter, imports) to add to each row's."""
+    today = dt.date.today().isoformat()
+    path = Path(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if path.stat().st_size == 0:
+            writer.writerow(COLUMNS)
+        for r in rows:
+            writer.writerow([device_kind(r["device"]), r["optimizer"], r["d_model"], r["n_layers"], r["seq_len"],
+                             r["vocab_size"], r["batch_size"], r["members"], round(r["tokens_per_s"]),
+                             round(startup_s + max(r["first_step_extra_s"], 0.0), 1), "true", today, source])
+
+
+def _fpt(cfg: dict) -> float:
+    shape = GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
+    d, L, f = shape.d_model, shape.n_layers, shape.d_mlp
+    matmul = L * (4 * d * d + 2 * d * f) + d * shape.vocab_size  # hidden matrices and the readout
+    return flops_per_token(shape, matmul)
+
+
+def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int) -> tuple[float, float, bool]:
+    """(aggregate tokens/s, start-up seconds, measured?) for a population of ``members`` runs like
+    ``cfg`` on ``device``: the row of that device and optimizer nearest in population size and in
+    FLOPs per token (measured rows first), converted to this shape at equal FLOP/s."""
+    rows = table[(table.device == device) & (table.optimizer == cfg["optimizer"])]
+    if rows.empty:
+        rows = table[table.device == device]
+    if rows.empty:
+        raise ValueError(f"the cost table has no row for device {device!r}")
+    fpt = _fpt(cfg)
+    row_fpt = rows.apply(lambda r: _fpt(r.to_dict() | {"n_heads": 1, "mlp_ratio": 4.0}), axis=1)
+    distance = (np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt))
+                + np.where(rows.measured.astype(str).str.lower() == "true", 0.0, 0.5))
+    best = distance.idxmin()
+    row = rows.loc[best]
+    return float(row.tokens_per_s * row_fpt[best] / fpt), float(row.startup_s), str(row.measured).lower() == "true"
+
+
+def stage2_stand_in(claim: str, spec: dict, scale: str, module, runs: dict[str, dict], common: dict) -> dict[str, dict]:
+    """A staged claim's second stage as ``select_runs`` would choose it from a first stage whose
+    loss is a parabola in log2 LR centred on each grid's middle (the runs it would pick are of the
+    same number and shape whatever the optimum)."""
+    from .analysis import ClaimContext, Run
+    from .claims import finish_run_configs
+    from .runs import run_id
+
+    def grid_key(cfg):
+        return tuple(sorted((k, str(v)) for k, v in cfg.items() if k not in ("lr", "seed")))
+
+    grids: dict[tuple, list[float]] = {}
+    for cfg in runs.values():
+        grids.setdefault(grid_key(cfg), []).append(math.log2(cfg["lr"]))
+    stand_ins = []
+    for rid, cfg in runs.items():
+        centre = float(np.median(grids[grid_key(cfg)]))
+        metrics = pd.DataFrame({"step": np.arange(1, cfg["steps"] + 1), "grad_norm": 1.0, "train_loss": 3.0})
+        stand_ins.append(Run(rid, cfg, {"status": "ok", "final_val_loss": 3.0 + (math.log2(cfg["lr"]) - centre) ** 2,
+                                        "n_params": 0, "tokens_per_s": 1.0, "wall_seconds": 1.0}, metrics))
+    ctx = ClaimContext(claim, spec, scale, False, stand_ins, Path("."))
+    return {run_id(c): c for c in finish_run_configs(claim, scale, module.select_runs(ctx), common)}
+
+
+def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
+    """Runs, populations, tokens, FLOPs and estimated minutes per device of one claim run alone."""
+    from .claims import load_claim_module
+
+    runs = {r: plan.runs[r] for r in plan.claims[claim]}
+    if claim in plan.staged:
+        module = load_claim_module(claim, repro_dir)
+        second = stage2_stand_in(claim, plan.claim_specs[claim], plan.scale, module, runs, plan.common)
+        populations = {**plan.group(runs), **plan.group({r: c for r, c in second.items() if r not in runs})}
+        runs = {**runs, **second}
+    else:
+        populations = plan.group(runs)
+    tokens = sum(c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())
+    out = {"claim": claim, "runs": len(runs), "populations": len(populations), "tokens": tokens,
+           "flops": sum(_fpt(c) * c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())}
+    for device in DEVICES[plan.scale]:
+        seconds, measured = 0.0, True
+        shapes_started: set[str] = set()
+        for members in populations.values():
+            cfgs = [runs[r] for r in members]
+            c, K = cfgs[0], len(cfgs)
+            tps, startup, was_measured = throughput(table, device, c, K)
+            steps = max(x["steps"] for x in cfgs)
+            evals = (steps // c["eval_every"] + 1) * c["val_batches"] / 3  # forward-only passes
+            seconds += (steps + evals) * K * c["batch_size"] * c["seq_len"] / tps
+            key = population_key(c)  # compiled code is shared by the populations of one shape within a job
+            seconds += startup if key not in shapes_started else startup / 4
+            shapes_started.add(key)
+            measured &= was_measured
+        out[f"minutes_{device}"] = seconds / 60
+        out[f"measured_{device}"] = measured
+    return out
+
+
+def plan_cost(plan, table: pd.DataFrame, repro_dir: Path = DEFAULT_REPRO_DIR) -> pd.DataFrame:
+    rows = [claim_cost(plan, claim, table, repro_dir) for claim in plan.claims]
+    frame = pd.DataFrame(rows)
+    total = {"claim": "all", **{c: frame[c].sum() for c in frame.columns if c != "claim" and not c.startswith("measured")},
+             **{c: frame[c].all() for c in frame.columns if c.startswith("measured")}}
+    return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
+
+
+def format_cost(frame: pd.DataFrame, scale: str) -> str:
+    devices = DEVICES[scale]
+    head = f"{'claim':<24} {'runs':>5} {'pops':>5} {'tokens':>9} {'PFLOP':>8} " + " ".join(f"{'min ' + d:>10}" for d in devices)
+    lines = [head, "-" * len(head)]
+    for r in frame.to_dict("records"):
+        mins = " ".join(f"{r['minutes_' + d]:>9.1f}{'' if r['measured_' + d] else '*'}" for d in devices)
+        lines.append(f"{r['claim']:<24} {r['runs']:>5} {r['populations']:>5} {r['tokens'] / 1e6:>8.1f}M "
+                     f"{r['flops'] / 1e15:>8.2f} {mins}")
+    lines.append("* from an estimated row of workflows/throughput.csv (see its source column), not a measurement")
+    return "\n".join(lines)
