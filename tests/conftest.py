@@ -30,3 +30,28 @@ def tiny_run():
             "n_heads": 2, "seq_len": 32, "batch_size": 4, "steps": 30, "warmup_steps": 3, "lr": 3e-3,
             "log_every": 5, "eval_every": 10, "ckpt_every": 10, "val_batches": 2, "seed": 0, **fields})
     return make
+
+
+class Killed(Exception):
+    """What ``kill_at`` raises inside the training loop, as a kill would end it."""
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """kill_at(n): the next training loop dies when it asks for the batches of step n (0-based, so
+    after n steps and any checkpoint written at step n), once; a later call trains normally."""
+    from optclaims import train
+
+    def arm(n: int) -> type[Killed]:
+        real, fired = train._member_batches, []
+
+        def batches(data, cfgs, step, device):
+            if step == n and not fired:
+                fired.append(step)
+                raise Killed(f"killed before step {n + 1}")
+            return real(data, cfgs, step, device)
+
+        monkeypatch.setattr(train, "_member_batches", batches)
+        return Killed
+
+    return arm

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from optclaims.checkpoint import save_model
+from optclaims.checkpoint import save_member
 from optclaims.evaluate import HubUnavailableError, build_tasks, evaluate_run
 from optclaims.evaluate.lm import OptclaimsLM
-from optclaims.model import GPT, GPTConfig
+from optclaims.model import GPT, GPTConfig, MemberInit
 
 SEQ_LEN = 32
 
@@ -56,11 +56,12 @@ def env(tmp_path_factory):
     tok.save(str(data / "tokenizer.json"))
     assert tok.token_to_id("<|endoftext|>") == 0
 
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, seq_len=SEQ_LEN, init_std=0.5)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), d_model=32, n_layers=2, n_heads=2, seq_len=SEQ_LEN)
     run = root / "run_ok"
     run.mkdir()
-    save_model(GPT(cfg), run / "model.safetensors")
+    # member 1 of a population, saved as a model of its own
+    population = GPT(cfg, [MemberInit(init_std=0.02), MemberInit(init_std=0.5)], seeds=[1, 0])
+    save_member(population, 1, run / "model.safetensors")
     (run / "summary.json").write_text(json.dumps({"status": "ok"}))
     lm = OptclaimsLM.create_from_arg_string(
         f"run_dir={run},tokenizer={data / 'tokenizer.json'},device=cpu,batch_size=3,max_gen_toks=24"
@@ -79,15 +80,16 @@ def ids(tok, text: str) -> list[int]:
 def summed_logprob(model, inputs: list[int], targets: list[int]) -> float:
     """log p(targets) from one forward pass: they are the last len(targets) next tokens of inputs."""
     with torch.no_grad():
-        logits, _ = model(torch.tensor([inputs]))
-    logp = F.log_softmax(logits[0, -len(targets) :].double(), dim=-1)
+        logits = model(torch.tensor([[inputs]]))[0][0, 0]  # a population of one, a batch of one
+    logp = F.log_softmax(logits[-len(targets) :].double(), dim=-1)
     return logp[torch.arange(len(targets)), torch.tensor(targets)].sum().item()
 
 
 def test_constructed_from_arg_string(env):
     lm = env["lm"]
     assert (lm.batch_size, lm.max_gen_toks, lm.max_length) == (3, 24, SEQ_LEN)
-    assert not lm.model.training
+    assert not lm.model.training and lm.model.n_members == 1
+    assert lm.model.members[0].init_std == 0.5  # the saved member, not its neighbour
 
 
 def test_loglikelihood_matches_direct_logprobs(env):
@@ -120,13 +122,17 @@ def test_loglikelihood_empty_context_conditions_on_eot(env):
 
 def test_is_greedy_flag(env):
     lm, tok = env["lm"], env["tok"]
-    with torch.no_grad():
-        logits = lm.model(torch.tensor([ids(tok, "def f(x):")]))[0][0, -1]
     # tokens that come back as themselves when their text is re-encoded
-    whole = [t for t in range(1, len(logits)) if ids(tok, tok.decode([t])) == [t]]
+    whole = [t for t in range(1, tok.get_vocab_size()) if ids(tok, tok.decode([t])) == [t]]
+    # a context whose greedy next token is such a token (an untrained model's argmax may not be)
+    for ctx in ("def f(x):", "import math", "x = 1", "return total", "for i in range(3):"):
+        with torch.no_grad():
+            logits = lm.model(torch.tensor([[ids(tok, ctx)]]))[0][0, 0, -1]
+        if int(logits.argmax()) in whole:
+            break
     best, worst = int(logits.argmax()), min(whole, key=lambda t: logits[t])
     assert best in whole
-    out = lm.loglikelihood([request("loglikelihood", "def f(x):", tok.decode([t])) for t in (best, worst)])
+    out = lm.loglikelihood([request("loglikelihood", ctx, tok.decode([t])) for t in (best, worst)])
     assert [g for _, g in out] == [True, False]
 
 

@@ -1,25 +1,26 @@
 """Muon: agreement with torch.optim.Muon, the Newton–Schulz band, the update RMS of each scale,
-the parameter split, and optimiser plumbing (state_dict, refusal of non-matrices)."""
+the pure update function, the parameter split of a Muon population, and optimiser plumbing
+(state_dict, refusal of non-matrices)."""
 
 import io
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from optclaims import bench
-from optclaims.model import GPT, GPTConfig
-from optclaims.optim.build import param_group_specs
+from optclaims.model import GPT
+from optclaims.optim import OptimizerSet, member_hypers
 from optclaims.optim.muon import (
     NS_COEFFICIENTS,
     Muon,
+    muon_update,
     muon_update_rms,
-    split_params,
     update_scale,
     zeropower_via_newtonschulz,
 )
+from optclaims.parametrization import member_init, model_config
+from optclaims.runs import make_run_config
 
 # torch.optim.Muon's EMA momentum and Nesterov direction are (1 − μ) times ours, so both
 # orthogonalise the same matrix up to a positive factor and bf16 rounding. A bf16 NS differs
@@ -167,45 +168,60 @@ def test_update_rms_is_mean_over_matrices_of_group():
     assert got["b"] == pytest.approx(rms(params[2].detach()), rel=1e-4)
 
 
-def test_split_params_is_exhaustive_and_disjoint():
-    model = GPT(GPTConfig(50, 32, 2, 2, 8))
-    muon_groups, adamw_groups = split_params(model)
-    muon_ids = {id(p) for g in muon_groups for p in g["params"]}
-    adamw_ids = {id(p) for g in adamw_groups for p in g["params"]}
-    assert muon_ids.isdisjoint(adamw_ids)
-    assert muon_ids | adamw_ids == {id(p) for p in model.parameters()}
-    assert [g["name"] for g in muon_groups] == ["hidden"]
-    assert sorted(g["name"] for g in adamw_groups) == ["embed", "gains", "readout"]
-    names = {n for g in muon_groups for n in g["param_names"]}
-    assert names == {n for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 2}
-    assert len(names) == 4 * model.cfg.n_layers
+def test_muon_update_with_one_momentum_per_member_equals_each_member_alone():
+    """A (K,) momentum broadcast over stacked matrices (the population's form) gives each member
+    the direction and buffer it gets alone with a float momentum."""
+    gen = torch.Generator().manual_seed(4)
+    grads, bufs = torch.randn(2, 3, 24, 40, generator=gen), torch.randn(2, 3, 24, 40, generator=gen)
+    mu = torch.tensor([0.9, 0.95, 0.0])
+    for nesterov in (True, False):
+        stacked_bufs = bufs.clone()
+        O = muon_update(grads, stacked_bufs, mu.view(1, -1, 1, 1), nesterov=nesterov)
+        for k in range(3):
+            alone_buf = bufs[:, k].clone()
+            alone = muon_update(grads[:, k], alone_buf, mu[k].item(), nesterov=nesterov)
+            assert torch.equal(O[:, k], alone) and torch.equal(stacked_bufs[:, k], alone_buf)
+    buf = torch.zeros(8, 8)
+    g = torch.randn(8, 8, generator=gen)
+    muon_update(g, buf, 0.5)
+    muon_update(g, buf, 0.5)
+    assert torch.allclose(buf, 1.5 * g)  # sum form: M_2 = μ G + G
 
-    specs = param_group_specs(model, {"weight_decay": 0.1, "parametrization": "sp", "optimizer": "muon"})  # the builder's groups, lr_mult and all
-    muon_groups, _ = split_params(model, specs)
-    opt = Muon(muon_groups, lr=0.01, weight_decay=0.1)
-    assert opt.param_groups[0]["lr_mult"] == 1.0 and set(opt.param_groups[0]["param_names"]) == names
-    with pytest.raises(ValueError, match="miss"):
-        split_params(model, specs[:-1])
-    with pytest.raises(ValueError, match="more than one group"):
-        split_params(model, specs + specs[-1:])
+
+def muon_cfg(**kw):
+    return make_run_config({"data": "d", "vocab_size": 50, "d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 16,
+                            "optimizer": "muon", "lr": 0.02, "steps": 20, "batch_size": 8, "seed": 0,
+                            "schedule": "constant", **kw})
+
+
+def test_a_muon_population_gives_the_hidden_matrices_to_muon_and_the_rest_to_adamw():
+    cfg = muon_cfg()
+    model = GPT(model_config(cfg), [member_init(cfg)])
+    opt = OptimizerSet(model, member_hypers([cfg]), "muon")
+    muon_ids = {id(p) for _, _, p in opt.muon.named}
+    adamw_ids = {id(p) for _, _, p in opt.adamw.named}
+    assert muon_ids.isdisjoint(adamw_ids) and muon_ids | adamw_ids == {id(p) for p in model.parameters()}
+    names = {n for n, _, _ in opt.muon.named}
+    assert names == {n for n, p in model.named_parameters() if n.startswith("blocks.") and p.ndim == 3}
+    assert len(names) == 4 * model.cfg.n_layers
+    assert {r for _, r, _ in opt.muon.named} == {"hidden"}
+    assert {r for _, r, _ in opt.adamw.named} == {"embed", "readout", "gains"}
 
 
 def test_muon_plus_adamw_trains_a_gpt():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(50, 32, 2, 2, 16))
-    muon_groups, adamw_groups = split_params(model)
-    opts = [Muon(muon_groups, lr=0.02, weight_decay=0.1), torch.optim.AdamW(adamw_groups, lr=0.02)]
-    x = torch.randint(0, 50, (8, 16))
+    cfg = muon_cfg(weight_decay=0.1)
+    model = GPT(model_config(cfg), [member_init(cfg)])
+    opt = OptimizerSet(model, member_hypers([cfg]), "muon")
+    x = torch.randint(0, 50, (1, 8, 16), generator=torch.Generator().manual_seed(0))
     losses = []
-    for _ in range(15):
+    for step in range(15):
         loss = model(x, x)[1]
-        loss.backward()
-        for opt in opts:
-            opt.step()
-            opt.zero_grad()
+        loss.sum().backward()
+        opt.step(step, torch.ones(1, dtype=torch.bool))
+        opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
-    assert muon_update_rms(opts[0])["hidden"] == pytest.approx(0.2, rel=0.25)
+    assert opt.update_rms()["hidden"].item() == pytest.approx(0.2, rel=0.25)
 
 
 def test_minimises_a_toy_problem():
@@ -269,19 +285,3 @@ def test_state_dict_round_trip_gives_identical_steps():
         assert torch.equal(p, q)
     for p, q in zip(params, fresh):
         assert torch.equal(opt.state[p]["momentum_buffer"], opt2.state[q]["momentum_buffer"])
-
-
-def test_bench_optim_runs_on_a_tiny_model(tmp_path, monkeypatch, capsys):
-
-    monkeypatch.setitem(bench.SIZES, "tiny", GPTConfig(64, 32, 2, 2, 16))
-    out = tmp_path / "bench.json"
-    assert bench.main(["--sizes", "tiny", "--steps", "2", "--warmup", "0", "--batch-size", "2", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["results"]
-    assert [r["setup"] for r in rows] == list(bench.SETUPS)
-    assert all(r["train_step_ms"] > 0 and r["opt_step_ms"] > 0 for r in rows)
-    assert rows[0]["muon_share"] > 0 and rows[-1]["muon_ms"] is None
-    spectral = {r["setup"]: r["spectral_decay_ms"] for r in rows}
-    assert spectral.pop("adamw-spectral") > 0 and set(spectral.values()) == {None}
-    assert "muon share" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="unknown sizes"):
-        bench.main(["--sizes", "huge"])

@@ -13,9 +13,9 @@ import yaml
 from optclaims.analysis import ClaimContext, Run, interpolated_optimum
 from optclaims.claims import load_claim_module
 from optclaims.errors import ConfigError
-from optclaims.model import GPT
-from optclaims.optim import build_optimizers
-from optclaims.parametrization import lr_multipliers, model_config
+from optclaims.model import GPT, record_activations
+from optclaims.optim import member_hypers
+from optclaims.parametrization import lr_multipliers, member_init, model_config
 from optclaims.runs import make_run_config
 from optclaims.train import train_run
 
@@ -31,19 +31,27 @@ def cfg_at(width, **fields):
                             "weight_decay": 0.1, **fields})
 
 
-def group_settings(optimizers):
-    return {g["name"]: (g["lr"], g["weight_decay"]) for opt in optimizers for g in opt.param_groups}
+def role_settings(cfgs):
+    """Per role, each member's (peak lr, decoupled λ) as the optimizers get them."""
+    h = member_hypers(cfgs)
+    return {role: list(zip(h.peak_lr[role].tolist(), h.weight_decay[role].tolist())) for role in h.peak_lr}
+
+
+def one_model(cfg):
+    return GPT(model_config(cfg), [member_init(cfg)], [cfg["seed"]])
 
 
 # ---------------------------------------------------------------- multipliers
 
 
 def test_mup_adam_scales_hidden_and_readout_lr_by_base_over_width():
-    cfg = cfg_at(64, parametrization="mup", mup_base_width=16)
-    got = group_settings(build_optimizers(GPT(model_config(cfg)), cfg, "cpu"))
-    assert got["hidden"] == pytest.approx((0.01 * 16 / 64, 0.1 * 64 / 16))  # η·λ per step unchanged
-    assert got["readout"] == pytest.approx((0.01 * 16 / 64, 0.1 * 64 / 16))
-    assert got["embed"] == pytest.approx((0.01, 0.0)) and got["gains"] == pytest.approx((0.01, 0.0))
+    """Also beside an SP member of the same population, which keeps one learning rate."""
+    got = role_settings([cfg_at(64, parametrization="mup", mup_base_width=16), cfg_at(64, seed=1)])
+    assert got["hidden"][0] == pytest.approx((0.01 * 16 / 64, 0.1 * 64 / 16))  # η·λ per step unchanged
+    assert got["readout"][0] == pytest.approx((0.01 * 16 / 64, 0.1 * 64 / 16))
+    assert got["embed"][0] == pytest.approx((0.01, 0.0)) and got["gains"][0] == pytest.approx((0.01, 0.0))
+    assert got["hidden"][1] == got["readout"][1] == pytest.approx((0.01, 0.1))
+    assert got["embed"][1] == got["gains"][1] == pytest.approx((0.01, 0.0))
 
 
 def test_sp_has_one_learning_rate_and_mup_equals_sp_multipliers_at_base_width():
@@ -54,35 +62,54 @@ def test_sp_has_one_learning_rate_and_mup_equals_sp_multipliers_at_base_width():
 
 def test_mup_muon_keeps_the_hidden_lr_and_scales_the_adamw_readout():
     cfg = cfg_at(128, parametrization="mup", mup_base_width=32, optimizer="muon", muon_scale="spectral", aux_lr=0.004)
-    muon, adamw = build_optimizers(GPT(model_config(cfg)), cfg, "cpu")
-    assert [g["lr"] for g in muon.param_groups] == [0.01]
-    lrs = {g["name"]: g["lr"] for g in adamw.param_groups}
-    assert lrs == pytest.approx({"embed": 0.004, "readout": 0.001, "gains": 0.004})
+    sp = cfg_at(128, optimizer="muon", seed=1)  # no aux_lr: the AdamW part takes lr
+    lrs = {role: [lr for lr, _ in v] for role, v in role_settings([cfg, sp]).items()}
+    assert lrs == {"hidden": pytest.approx([0.01, 0.01]), "embed": pytest.approx([0.004, 0.01]),
+                   "readout": pytest.approx([0.001, 0.01]), "gains": pytest.approx([0.004, 0.01])}
 
 
 def test_mup_init_variance_attention_and_zero_inits():
     cfg = cfg_at(256, parametrization="mup", mup_base_width=32)
-    mcfg = model_config(cfg)
-    assert mcfg.attn_scale == pytest.approx(1 / 8) and mcfg.zero_query and mcfg.readout_std == 0.0
-    torch.manual_seed(0)
-    model = GPT(mcfg)
-    fc = model.blocks[0].mlp.fc.weight  # (4d, d): fan_in d
+    init = member_init(cfg)
+    assert init.attn_scale == pytest.approx(1 / 8) and init.zero_query and init.readout_std == 0.0  # 1/d_head
+    model = one_model(cfg)
+    assert model.blocks[0].attn.scale.tolist() == pytest.approx([1 / 8])
+    fc = model.blocks[0].mlp.fc.weight[0]  # (4d, d): fan_in d
     assert fc.std().item() == pytest.approx(1 / math.sqrt(256), rel=0.02)
-    proj = model.blocks[0].mlp.proj.weight  # fan_in 4d, and the 1/sqrt(2L) depth factor
+    proj = model.blocks[0].mlp.proj.weight[0]  # fan_in 4d, and the 1/sqrt(2L) depth factor
     assert proj.std().item() == pytest.approx(1 / math.sqrt(4 * 256) / math.sqrt(4), rel=0.02)
     assert model.readout.weight.abs().max() == 0
-    qkv = model.blocks[0].attn.qkv.weight
+    qkv = model.blocks[0].attn.qkv.weight[0]
     assert qkv[:256].abs().max() == 0 and qkv[256:].abs().min() >= 0 and qkv[256:].std() > 0
-    assert model.tok_emb.weight.std().item() == pytest.approx(0.02, rel=0.05)
-    nonzero = model_config(cfg_at(256, parametrization="mup", mup_base_width=32, mup_zero_readout=False))
+    assert model.tok_emb[0].std().item() == pytest.approx(0.02, rel=0.05)
+    nonzero = member_init(cfg_at(256, parametrization="mup", mup_base_width=32, mup_zero_readout=False))
     assert nonzero.readout_std == pytest.approx(0.02 / 8)  # variance ∝ 1/d²
 
 
 def test_sp_init_is_the_fixed_std():
-    mcfg = model_config(cfg_at(256))
-    assert mcfg.attn_scale is None and not mcfg.zero_query
-    torch.manual_seed(0)
-    assert GPT(mcfg).blocks[0].mlp.fc.weight.std().item() == pytest.approx(0.02, rel=0.02)
+    cfg = cfg_at(256)
+    init = member_init(cfg)
+    assert init.attn_scale is None and not init.zero_query and init.hidden_gain is None
+    model = one_model(cfg)
+    assert model.blocks[0].mlp.fc.weight[0].std().item() == pytest.approx(0.02, rel=0.02)
+    assert model.blocks[0].attn.scale.tolist() == pytest.approx([1 / math.sqrt(8)])  # 1/sqrt(d_head)
+
+
+def test_sp_and_mup_members_of_one_population_keep_their_own_init_and_multipliers():
+    sp, mup = cfg_at(64), cfg_at(64, parametrization="mup", mup_base_width=16, mup_zero_readout=False, seed=1)
+    model = GPT(model_config(sp), [member_init(sp), member_init(mup)], [0, 1])
+    for k, cfg in enumerate((sp, mup)):
+        alone = one_model(cfg)
+        for name, p in alone.named_parameters():
+            assert torch.equal(p[0], model.get_parameter(name)[k]), name
+        assert model.blocks[1].attn.scale[k] == alone.blocks[1].attn.scale[0]
+        assert model.readout.mult[k] == alone.readout.mult[0]
+    x = torch.randint(0, 64, (2, 2, 16), generator=torch.Generator().manual_seed(0))
+    logits, loss = model(x, x)
+    for k, cfg in enumerate((sp, mup)):
+        one_logits, one_loss = one_model(cfg)(x[k:k + 1], x[k:k + 1])
+        assert torch.allclose(logits[k], one_logits[0], atol=1e-5)
+        assert loss[k].item() == pytest.approx(one_loss.item(), rel=1e-6)
 
 
 def test_mup_fields_are_refused_where_they_mean_nothing():
@@ -95,14 +122,19 @@ def test_mup_fields_are_refused_where_they_mean_nothing():
 
 
 def test_recording_activations_does_not_change_the_forward():
-    cfg = model_config(cfg_at(32))
-    torch.manual_seed(0)
-    model = GPT(cfg)
-    x = torch.randint(0, 64, (2, 16))
+    cfg = cfg_at(32)
+    model = GPT(model_config(cfg), [member_init(cfg), member_init(cfg_at(32, init_std=0.1))], [0, 1])
+    x = torch.randint(0, 64, (2, 2, 16), generator=torch.Generator().manual_seed(0))
     acts = []
-    logits, loss = model(x, x, activations=acts)
-    assert torch.equal(logits, model(x)[0]) and loss.item() == model(x, x)[1].item()
-    assert len(acts) == cfg.n_layers + 2 and acts[-1].item() == pytest.approx(logits.abs().mean().item())
+    with record_activations(model, acts):
+        logits, loss = model(x, x)
+    plain_logits, plain_loss = model(x, x)
+    assert torch.equal(logits, plain_logits) and torch.equal(loss, plain_loss)
+    assert len(acts) == 1 and acts[0].shape == (2, cfg["n_layers"] + 2)
+    assert acts[0][:, -1].tolist() == pytest.approx(logits.abs().mean(dim=(1, 2, 3)).tolist(), rel=1e-6)
+    assert acts[0][1, 0] > 2 * acts[0][0, 0]  # each member's own embedding scale (std 0.1 against 0.02)
+    model(x, x)
+    assert len(acts) == 1  # the hooks are gone after the block
 
 
 # ---------------------------------------------------------------- coordinate check

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from optclaims.model import GPT
-from optclaims.optim import build_optimizers, build_schedulers
-from optclaims.optim.muon import Muon
-from optclaims.optim.spectral_decay import SpectralDecay, spectrum_stats, top_singular_triplet
-from optclaims.parametrization import model_config
+from optclaims.optim import OptimizerSet, member_hypers
+from optclaims.optim.population import StackedSpectralDecay
+from optclaims.optim.spectral_decay import spectrum_stats, top_singular_triplet
+from optclaims.optim.schedules import lr_lambda
+from optclaims.parametrization import member_init, model_config
 from optclaims.runs import make_run_config
 from optclaims.train import train_run
 
@@ -45,28 +46,55 @@ def test_gradient_of_the_spectral_norm_is_u1_v1t_by_finite_differences():
         assert fd.item() == pytest.approx((grad * D).sum().item(), rel=1e-4)
 
 
+def run_cfg(**kw):
+    return make_run_config({"data": "d", "vocab_size": 50, "d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 8,
+                            "optimizer": "adamw", "lr": 1e-2, "steps": 20, "batch_size": 2, "seed": 0,
+                            "weight_decay": 0.1, "weight_decay_kind": "spectral", **kw})
+
+
+def stacked_decay(mats, kinds):
+    """A StackedSpectralDecay over one role-"hidden" stacked matrix per entry of ``mats`` (each (K, A, B)),
+    member k with weight_decay_kind kinds[k]."""
+    params = [torch.nn.Parameter(m.clone()) for m in mats]
+    hypers = member_hypers([run_cfg(weight_decay_kind=kind, seed=k) for k, kind in enumerate(kinds)])
+    return params, StackedSpectralDecay([(f"w{i}", "hidden", p) for i, p in enumerate(params)], hypers)
+
+
 def test_decay_step_shrinks_only_the_top_singular_value():
-    W = torch.nn.Parameter(matrix_with_gap().float())
-    before = torch.linalg.svdvals(W.detach().double())
-    SpectralDecay([W], lr=0.1, weight_decay=1.0).step()
-    after = torch.linalg.svdvals(W.detach().double())
+    W = matrix_with_gap().float()
+    [P], decay = stacked_decay([W[None]], ["spectral"])
+    before = torch.linalg.svdvals(W.double())
+    decay.step({"hidden": torch.tensor([0.1])}, torch.tensor([True]))
+    after = torch.linalg.svdvals(P.detach()[0].double())
     assert after[0].item() == pytest.approx(before[0].item() * (1 - 0.1), rel=1e-4)
     assert torch.allclose(after[1:], before[1:], atol=1e-4)
 
 
 def test_batched_decay_equals_one_matrix_at_a_time_and_warm_start_keeps_v1():
-    mats = [matrix_with_gap(seed=i).float() for i in range(3)]
-    together = [torch.nn.Parameter(m.clone()) for m in mats]
-    SpectralDecay(together, lr=0.05, weight_decay=0.5).step()
-    for m, t in zip(mats, together):
-        alone = torch.nn.Parameter(m.clone())
-        SpectralDecay([alone], lr=0.05, weight_decay=0.5).step()
-        assert torch.allclose(alone, t, atol=1e-6)
-    warm = SpectralDecay([torch.nn.Parameter(mats[0].clone())], lr=0.05, weight_decay=0.5, warm=True)
-    warm.step()
-    assert set(warm.state_dict()["state"][0]) == {"v1"}
-    with pytest.raises(ValueError, match="matrices only"):
-        SpectralDecay([torch.nn.Parameter(torch.ones(4))], lr=0.1, weight_decay=0.1)
+    """Two matrices of one shape for three members (one batched power iteration) give what each
+    matrix gets alone; a warm member's v1 is kept for its next step, a cold member's is not; a member
+    with rate 0 does not change, and one outside the mask keeps its warm v1 too."""
+    mats = [torch.stack([matrix_with_gap(seed=3 * i + k).float() for k in range(3)]) for i in range(2)]
+    kinds = ["spectral", "spectral_warm", "spectral"]
+    together, decay = stacked_decay(mats, kinds)
+    rate = torch.tensor([0.05, 0.02, 0.0])
+    decay.step({"hidden": rate}, torch.tensor([True, True, True]))
+    for i, m in enumerate(mats):
+        for k in range(3):
+            [alone], one = stacked_decay([m[k:k + 1]], [kinds[k]])
+            one.step({"hidden": rate[k:k + 1]}, torch.tensor([True]))
+            assert torch.allclose(alone[0], together[i][k], atol=1e-6)
+        assert torch.equal(together[i][2], m[2])  # rate 0: untouched
+        v1 = decay.state_dict()["state"][f"w{i}"]["v1"]
+        assert torch.equal(v1[0], torch.ones(32)) and torch.equal(v1[2], torch.ones(32))  # cold: not kept
+        _, _, v = top_singular_triplet(m[1])
+        assert torch.allclose(v1[1], v, atol=1e-6)  # warm: the v1 of this step, the start of the next
+    frozen = [p.detach().clone() for p in together]
+    kept = {n: s["v1"].clone() for n, s in decay.state_dict()["state"].items()}
+    decay.step({"hidden": torch.tensor([0.05, 0.0, 0.0])}, torch.tensor([True, False, True]))  # η = 0 outside the mask
+    for i, (p, f) in enumerate(zip(together, frozen)):
+        assert torch.equal(p[1], f[1]) and not torch.equal(p[0], f[0])
+        assert torch.equal(decay.state_dict()["state"][f"w{i}"]["v1"][1], kept[f"w{i}"][1])  # frozen warm v1
 
 
 def test_spectrum_stats_sigma_max_and_entropy():
@@ -77,43 +105,62 @@ def test_spectrum_stats_sigma_max_and_entropy():
     assert spectrum_stats(torch.eye(8))[1] == pytest.approx(1.0)  # a flat spectrum
 
 
-def run_cfg(**kw):
-    return make_run_config({"data": "d", "vocab_size": 50, "d_model": 32, "n_layers": 2, "n_heads": 2, "seq_len": 8,
-                            "optimizer": "adamw", "lr": 1e-2, "steps": 20, "batch_size": 2, "seed": 0,
-                            "weight_decay": 0.1, "weight_decay_kind": "spectral", **kw})
-
-
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_spectral_decay_replaces_the_decoupled_decay_of_the_decayed_groups(optimizer):
-    cfg = run_cfg(optimizer=optimizer, warmup_steps=5)
-    model = GPT(model_config(cfg))
-    opts = build_optimizers(model, cfg, "cpu")
-    decay, rest = opts[0], opts[1:]
-    assert isinstance(decay, SpectralDecay) and not decay.param_groups[0]["warm"]
-    assert {g["name"] for g in decay.param_groups} == {"hidden", "readout"}
-    assert all(g["weight_decay"] == 0 for opt in rest for g in opt.param_groups)
-    assert any(isinstance(o, Muon) for o in rest) == (optimizer == "muon")
-    schedulers = build_schedulers(opts, cfg)
-    for _ in range(3):
-        for opt, sched in zip(opts, schedulers):
-            opt.step()
-            sched.step()
-    lr_of = {g["name"]: g["lr"] for opt in rest for g in opt.param_groups}
-    assert all(g["lr"] == pytest.approx(lr_of[g["name"]]) for g in decay.param_groups)  # one schedule drives both
+    """Spectral λ on hidden and readout only, no decoupled decay left, and the run's schedule drives
+    it: with zero gradients a step only shrinks σ1 of each decayed matrix by the factor
+    1 − lr·schedule(t)·λ, for each member of a population with its own kind, λ and warm-up, while a
+    decoupled member beside them shrinks its whole matrices by that factor."""
+    cfgs = [run_cfg(optimizer=optimizer, warmup_steps=5, weight_decay=0.5),
+            run_cfg(optimizer=optimizer, warmup_steps=2, weight_decay=0.2, weight_decay_kind="spectral_warm", seed=1),
+            run_cfg(optimizer=optimizer, weight_decay=0.3, weight_decay_kind="decoupled", seed=2)]
+    h = member_hypers(cfgs)
+    for role in ("hidden", "readout"):
+        assert h.spectral_decay[role].tolist() == pytest.approx([0.5, 0.2, 0.0])
+        assert h.weight_decay[role].tolist() == pytest.approx([0.0, 0.0, 0.3])
+    assert all(h.spectral_decay[r].eq(0).all() for r in ("embed", "gains"))
+    assert h.spectral_warm.tolist() == [False, True, False]
+    model = GPT(model_config(cfgs[0]), [member_init(c) for c in cfgs], [c["seed"] for c in cfgs])
+    opt = OptimizerSet(model, h, optimizer)
+    assert {role for _, role, _ in opt.spectral.named} == {"hidden", "readout"}
+    assert (opt.muon is not None) == (optimizer == "muon")
+    groups = model.param_groups()
+    decayed = groups["hidden"] + groups["readout"]
+    with torch.no_grad():  # a spectral gap, so ten power iterations find σ1
+        for i, (_, p) in enumerate(decayed):
+            for k in range(3):
+                A, B = p.shape[1:]
+                seed = 10 * i + k
+                p[k] = matrix_with_gap(A, B, 1.0, 0.5, seed) if A >= B else matrix_with_gap(B, A, 1.0, 0.5, seed).T
+    for step in range(3):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step(step, torch.ones(3, dtype=torch.bool))
+        for k, c in enumerate(cfgs):
+            shrink = 1 - c["lr"] * lr_lambda(c)(step) * c["weight_decay"]  # η·λ per step, whatever the role's lr_mult
+            for name, p in decayed:
+                W0, W1 = before[name][k].double(), p.detach()[k].double()
+                if c["weight_decay_kind"] == "decoupled":  # the whole matrix shrinks
+                    assert torch.allclose(W1, W0 * shrink, rtol=1e-5, atol=1e-7), (k, name)
+                else:
+                    s0, s1 = torch.linalg.svdvals(W0), torch.linalg.svdvals(W1)
+                    assert s1[0].item() == pytest.approx(s0[0].item() * shrink, rel=1e-5), (k, name)
+                    assert torch.allclose(s1[1:], s0[1:], atol=1e-5), (k, name)
+            for name, p in groups["embed"] + groups["gains"]:
+                assert torch.equal(p[k], before[name][k])
 
 
-def test_decoupled_decay_has_no_extra_optimizer():
+def test_decoupled_decay_has_no_spectral_part():
     cfg = run_cfg(weight_decay_kind="decoupled")
-    assert not any(isinstance(o, SpectralDecay) for o in build_optimizers(GPT(model_config(cfg)), cfg, "cpu"))
+    assert OptimizerSet(GPT(model_config(cfg), [member_init(cfg)]), member_hypers([cfg]), "adamw").spectral is None
 
 
-def test_warm_spectral_run_resumes_exactly_and_logs_spectra(tiny_data, tiny_run, tmp_path):
-    from optclaims.train import _Stop
-
+def test_warm_spectral_run_resumes_exactly_and_logs_spectra(tiny_data, tiny_run, tmp_path, kill_at):
     cfg = tiny_run(weight_decay_kind="spectral_warm", weight_decay=0.5, log_spectra=True)
     full = train_run(cfg, tmp_path / "full", tiny_data)
-    with pytest.raises(_Stop):
-        train_run(cfg, tmp_path / "resumed", tiny_data, stop_at=10)
+    with pytest.raises(kill_at(13)):  # the checkpoint at step 10 holds each matrix's warm v1
+        train_run(cfg, tmp_path / "resumed", tiny_data)
     resumed = train_run(cfg, tmp_path / "resumed", tiny_data)
     assert resumed["final_val_loss"] == full["final_val_loss"] and resumed["resumed_from_step"] == 10
     m = pd.read_parquet(tmp_path / "full" / "metrics.parquet")

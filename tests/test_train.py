@@ -8,7 +8,7 @@ import pytest
 
 from optclaims.checkpoint import MODEL_FILE, STATE_FILE, load_model
 from optclaims.errors import ConfigError
-from optclaims.train import _Stop, train_run
+from optclaims.train import train_run
 
 
 def test_run_writes_the_contracted_outputs(tiny_data, tiny_run, tmp_path):
@@ -16,7 +16,10 @@ def test_run_writes_the_contracted_outputs(tiny_data, tiny_run, tmp_path):
     s = train_run(cfg, tmp_path / "run", tiny_data)
     out = tmp_path / "run"
     assert {p.name for p in out.iterdir()} == {"config.json", "summary.json", "metrics.parquet", MODEL_FILE}
+    assert json.loads((out / "config.json").read_text()) == cfg
     assert s["status"] == "ok" and s["steps"] == 30 and s["tokens"] == 30 * 4 * 32
+    assert s["population"]["index"] == 0 and s["population"]["size"] == 1  # a solo run is a population of one
+    assert s["resumed_from_step"] is None
     assert s["final_val_loss"] < math.log(320)  # it learned something
     assert s["val_bpb"] > 0 and s["flops"] == s["flops_per_token"] * s["tokens"] and s["tokens_per_s"] > 0
     assert s["mfu"] is None  # no peak is known for a CPU
@@ -27,8 +30,8 @@ def test_run_writes_the_contracted_outputs(tiny_data, tiny_run, tmp_path):
     assert m.update_rms_hidden.notna().sum() == 6  # every log_every steps
     assert m.val_loss.notna().sum() == 3  # steps 10, 20 and the final evaluation
     assert m.grad_norm.gt(0).all()
-    model = load_model(out / MODEL_FILE)
-    assert model.cfg.d_model == 32
+    model = load_model(out / MODEL_FILE, sha256=s["model_sha256"])
+    assert model.cfg.d_model == 32 and model.n_members == 1
 
 
 def test_clipping_uses_the_pre_clip_norm(tiny_data, tiny_run, tmp_path):
@@ -37,11 +40,11 @@ def test_clipping_uses_the_pre_clip_norm(tiny_data, tiny_run, tmp_path):
     assert s["status"] == "ok" and m.clipped.all() and (m.grad_norm > 1e-3).all()
 
 
-def test_killed_run_resumes_to_the_same_final_loss(tiny_data, tiny_run, tmp_path):
+def test_killed_run_resumes_to_the_same_final_loss(tiny_data, tiny_run, tmp_path, kill_at):
     cfg = tiny_run()
     whole = train_run(cfg, tmp_path / "whole", tiny_data)
-    with pytest.raises(_Stop):  # dies at step 15: the checkpoint at step 10 survives, steps 11-15 are lost
-        train_run(cfg, tmp_path / "split", tiny_data, stop_at=15)
+    with pytest.raises(kill_at(15)):  # dies at step 16: the checkpoint at step 10 survives, steps 11-15 are lost
+        train_run(cfg, tmp_path / "split", tiny_data)
     assert (tmp_path / "split" / STATE_FILE).exists() and not (tmp_path / "split" / "summary.json").exists()
     resumed = train_run(cfg, tmp_path / "split", tiny_data)
     assert resumed["resumed_from_step"] == 10
@@ -117,26 +120,29 @@ def test_mfu_uses_the_devices_bf16_peak(monkeypatch):
     assert provenance.bf16_peak_flops(torch.device("cpu")) is None
 
 
-def test_unaligned_eval_and_checkpoint_steps_keep_metrics_whole(tiny_data, tiny_run, tmp_path):
+def test_unaligned_eval_and_checkpoint_steps_keep_metrics_whole(tiny_data, tiny_run, tmp_path, kill_at):
     """Evaluation and checkpoints off the logging grid: val loss sits on its own step, and a resumed
     run's metrics have every step exactly once."""
     cfg = tiny_run(log_every=4, eval_every=7, ckpt_every=9, steps=20)
     whole = train_run(cfg, tmp_path / "whole", tiny_data)
-    with pytest.raises(_Stop):
-        train_run(cfg, tmp_path / "split", tiny_data, stop_at=11)
+    with pytest.raises(kill_at(11)):
+        train_run(cfg, tmp_path / "split", tiny_data)
     resumed = train_run(cfg, tmp_path / "split", tiny_data)
+    assert resumed["resumed_from_step"] == 9
     m = pd.read_parquet(tmp_path / "split" / "metrics.parquet")
     assert m.step.tolist() == list(range(1, 21))
     assert m.loc[m.val_loss.notna(), "step"].tolist() == [7, 14, 20]
     assert resumed["final_val_loss"] == whole["final_val_loss"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / "metrics.parquet"), m)
 
 
-def test_muon_run_resumes_exactly_and_logs_its_update_rms(tiny_data, tiny_run, tmp_path):
+def test_muon_run_resumes_exactly_and_logs_its_update_rms(tiny_data, tiny_run, tmp_path, kill_at):
     cfg = tiny_run(optimizer="muon", lr=0.02)
     whole = train_run(cfg, tmp_path / "whole", tiny_data)
-    with pytest.raises(_Stop):
-        train_run(cfg, tmp_path / "split", tiny_data, stop_at=13)
+    with pytest.raises(kill_at(13)):
+        train_run(cfg, tmp_path / "split", tiny_data)
     resumed = train_run(cfg, tmp_path / "split", tiny_data)
+    assert resumed["resumed_from_step"] == 10
     assert resumed["final_val_loss"] == whole["final_val_loss"] and whole["status"] == "ok"
     m = pd.read_parquet(tmp_path / "whole" / "metrics.parquet")
     rms = m.update_rms_hidden.dropna()
@@ -182,12 +188,12 @@ def test_a_truncated_token_shard_is_refused(tiny_data, tiny_run, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_corrupted_checkpoint_is_refused_not_resumed(tiny_data, tiny_run, tmp_path, damage):
+def test_a_corrupted_checkpoint_is_refused_not_resumed(tiny_data, tiny_run, tmp_path, damage, kill_at):
     from optclaims.errors import CorruptFileError
 
     cfg = tiny_run()
-    with pytest.raises(_Stop):
-        train_run(cfg, tmp_path / "run", tiny_data, stop_at=10)
+    with pytest.raises(kill_at(10)):
+        train_run(cfg, tmp_path / "run", tiny_data)
     state = tmp_path / "run" / STATE_FILE
     if damage == "flip":
         flip_byte(state, at=0.6)

@@ -26,7 +26,10 @@ def save_member(model: GPT, k: int, path: Path) -> None:
     """Member k of a population as a model of its own."""
     model = _unwrap(model)
     tensors = {name: t.to("cpu").contiguous() for name, t in model.member_state_dict(k).items()}
-    meta = {"gpt_config": json.dumps(model.cfg.to_dict()), "member_init": json.dumps(model.members[k].to_dict())}
+    # one metadata key: safetensors writes several in a random order, and identical runs must give
+    # identical files (and model_sha256)
+    meta = {"optclaims": json.dumps({"gpt_config": model.cfg.to_dict(), "member_init": model.members[k].to_dict()},
+                                    sort_keys=True)}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -38,8 +41,8 @@ def load_model(path: Path, device: str | torch.device = "cpu", sha256: str | Non
         raise CorruptFileError(f"{path} does not match the model_sha256 in its run's summary.json; "
                                "delete the run directory to retrain it")
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    model = GPT(GPTConfig(**json.loads(meta["gpt_config"])), [MemberInit(**json.loads(meta["member_init"]))])
+        meta = json.loads(f.metadata()["optclaims"])
+    model = GPT(GPTConfig(**meta["gpt_config"]), [MemberInit(**meta["member_init"])])
     model.load_member_state_dict(0, load_file(str(path), device="cpu"))
     return model.to(device)
 

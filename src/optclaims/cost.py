@@ -3,11 +3,13 @@
 Per claim: its runs (the second stage of a staged claim from a stand-in first stage whose best
 learning rate is the middle of each grid), the populations that train them when the claim runs
 alone (as `make gpu-reference CLAIMS=...` runs it), tokens, FLOPs, and estimated minutes on each
-device of the cost table. A population's time is its start-up (process, data, ``torch.compile`` of
-its shape) plus its longest member's steps times the population's tokens per step, divided by the
-aggregate tokens/s the table gives for that device, optimizer and population size; the table's
-rows are converted to another shape at equal FLOP/s (tokens/s × FLOPs per token). Validation
-passes are counted at a third of a training token's cost.
+device of the cost table, data preparation included (a fresh GPU slot builds its corpus, tokenizer
+and shards again). A population's time is its start-up (process, device, data) plus its longest
+member's steps times the population's tokens per step, divided by the aggregate tokens/s the table
+gives for that device, optimizer and population size, plus its compilation where it runs compiled
+steps (a quarter of it for a later population of a shape already compiled: inductor's on-disk
+cache). A row is converted to another shape at equal FLOP/s (tokens/s × FLOPs per token).
+Validation passes are counted at a third of a training token's cost.
 
 The table, ``workflows/throughput.csv``, holds one row per measurement (``optclaims bench-population
 --record``) with its device and date, or per estimate with its source; ``measured`` says which.
@@ -29,7 +31,7 @@ from .population import population_key
 
 TABLE = Path("workflows/throughput.csv")
 COLUMNS = ["device", "optimizer", "d_model", "n_layers", "seq_len", "vocab_size", "batch_size", "members",
-           "tokens_per_s", "startup_s", "measured", "date", "source"]
+           "tokens_per_s", "startup_s", "compile_s", "measured", "date", "source"]
 DEVICES = {"smoke": ["CPU"], "gpu": ["H100", "H200"], "full": ["H100", "H200"]}
 
 
@@ -51,7 +53,7 @@ def load_table(path: Path = TABLE) -> pd.DataFrame:
 def record_measurements(path: Path, rows: list[dict], startup_s: float = 0.0,
                         source: str = "optclaims bench-population") -> None:
     """Append bench-population results to the cost table (its comments kept), dated and marked
-    measured; ``startup_s``: the process's own start-up (interpreter, imports) to add to each row's."""
+    measured; ``startup_s``: the process's own start-up (interpreter, imports, device)."""
     today = dt.date.today().isoformat()
     path = Path(path)
     with open(path, "a", newline="", encoding="utf-8") as f:
@@ -61,7 +63,7 @@ def record_measurements(path: Path, rows: list[dict], startup_s: float = 0.0,
         for r in rows:
             writer.writerow([device_kind(r["device"]), r["optimizer"], r["d_model"], r["n_layers"], r["seq_len"],
                              r["vocab_size"], r["batch_size"], r["members"], round(r["tokens_per_s"]),
-                             round(startup_s + max(r["first_step_extra_s"], 0.0), 1), "true", today, source])
+                             round(startup_s, 1), round(max(r["first_step_extra_s"], 0.0), 1), "true", today, source])
 
 
 def _fpt(cfg: dict) -> float:
@@ -71,22 +73,32 @@ def _fpt(cfg: dict) -> float:
     return flops_per_token(shape, matmul)
 
 
-def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int) -> tuple[float, float, bool]:
-    """(aggregate tokens/s, start-up seconds, measured?) for a population of ``members`` runs like
-    ``cfg`` on ``device``: the row of that device and optimizer nearest in population size and in
-    FLOPs per token (measured rows first), converted to this shape at equal FLOP/s."""
+def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int) -> dict:
+    """{tokens_per_s (aggregate), startup_s, compile_s, measured} for a population of ``members``
+    runs like ``cfg`` on ``device``: the row of that device and optimizer nearest in population size
+    and in FLOPs per token (measured rows first), converted to this shape at equal FLOP/s."""
     rows = table[(table.device == device) & (table.optimizer == cfg["optimizer"])]
     if rows.empty:
-        rows = table[table.device == device]
+        rows = table[(table.device == device) & (table.optimizer != "data")]
     if rows.empty:
         raise ValueError(f"the cost table has no row for device {device!r}")
     fpt = _fpt(cfg)
     row_fpt = rows.apply(lambda r: _fpt(r.to_dict() | {"n_heads": 1, "mlp_ratio": 4.0}), axis=1)
-    distance = (np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt))
-                + np.where(rows.measured.astype(str).str.lower() == "true", 0.0, 0.5))
+    measured = rows.measured.astype(str).str.lower() == "true"
+    distance = np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt)) + np.where(measured, 0.0, 0.5)
     best = distance.idxmin()
     row = rows.loc[best]
-    return float(row.tokens_per_s * row_fpt[best] / fpt), float(row.startup_s), str(row.measured).lower() == "true"
+    return {"tokens_per_s": float(row.tokens_per_s * row_fpt[best] / fpt), "startup_s": float(row.startup_s),
+            "compile_s": float(row.compile_s), "measured": bool(measured[best])}
+
+
+def data_seconds(table: pd.DataFrame, device: str, corpus_bytes: int) -> tuple[float, bool]:
+    """(seconds, measured?) of the data stage for a corpus of ``corpus_bytes``."""
+    rows = table[(table.device == device) & (table.optimizer == "data")]
+    if rows.empty:
+        raise ValueError(f"the cost table has no data row for device {device!r}")
+    row = rows.iloc[-1]
+    return float(row.startup_s + corpus_bytes / row.tokens_per_s), str(row.measured).lower() == "true"
 
 
 def stage2_stand_in(claim: str, spec: dict, scale: str, module, runs: dict[str, dict], common: dict) -> dict[str, dict]:
@@ -128,20 +140,22 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
     tokens = sum(c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())
     out = {"claim": claim, "runs": len(runs), "populations": len(populations), "tokens": tokens,
            "flops": sum(_fpt(c) * c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())}
+    corpus_bytes = plan.data.max_bytes or 10**9  # no cap: a gigabyte stands in
     for device in DEVICES[plan.scale]:
-        seconds, measured = 0.0, True
-        shapes_started: set[str] = set()
+        seconds, measured = data_seconds(table, device, corpus_bytes)
+        compiled_shapes: set[str] = set()
         for members in populations.values():
             cfgs = [runs[r] for r in members]
             c, K = cfgs[0], len(cfgs)
-            tps, startup, was_measured = throughput(table, device, c, K)
+            t = throughput(table, device, c, K)
             steps = max(x["steps"] for x in cfgs)
             evals = (steps // c["eval_every"] + 1) * c["val_batches"] / 3  # forward-only passes
-            seconds += (steps + evals) * K * c["batch_size"] * c["seq_len"] / tps
-            key = population_key(c)  # compiled code is shared by the populations of one shape within a job
-            seconds += startup if key not in shapes_started else startup / 4
-            shapes_started.add(key)
-            measured &= was_measured
+            seconds += t["startup_s"] + (steps + evals) * K * c["batch_size"] * c["seq_len"] / t["tokens_per_s"]
+            if steps > c["activation_steps"] and c["compile"] is not False:  # steps that run the compiled model
+                # a later population of a compiled shape finds most of it in inductor's on-disk cache
+                seconds += t["compile_s"] if population_key(c) not in compiled_shapes else t["compile_s"] / 4
+                compiled_shapes.add(population_key(c))
+            measured &= t["measured"]
         out[f"minutes_{device}"] = seconds / 60
         out[f"measured_{device}"] = measured
     return out

@@ -224,7 +224,10 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
                 log.rows.append(row)
         flushed = done
         timer.mark(done * K * batch * seq)
-        at_done = [k for k, log in enumerate(logs) if not log.closed and log.rows and log.rows[-1]["step"] == done]
+        # members whose own run logs this step (as it would alone: not at another member's end)
+        logged = done % first["log_every"] == 0 or evaluate_now or checkpoint_now
+        at_done = [k for k, log in enumerate(logs) if not log.closed and log.rows and log.rows[-1]["step"] == done
+                   and (logged or done == end_steps[k])]
         if at_done:
             rms = {role: v.tolist() for role, v in optimizers.update_rms().items()}
             spectra = matrix_spectra(model) if first["log_spectra"] else None
