@@ -96,12 +96,16 @@ def test_runtime_choices(tiny_run, monkeypatch):
     from optclaims.train import resolve_runtime
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_runtime(tiny_run()) == (torch.device("cpu"), None, False)
-    assert resolve_runtime(tiny_run(dtype="bfloat16", compile=True)) == (torch.device("cpu"), torch.bfloat16, True)
+    assert resolve_runtime([tiny_run()]) == (torch.device("cpu"), None, False)
+    assert resolve_runtime([tiny_run(dtype="bfloat16", compile=True)]) == (torch.device("cpu"), torch.bfloat16, True)
     with pytest.raises(ConfigError, match="no CUDA device"):
-        resolve_runtime(tiny_run(device="cuda"))
+        resolve_runtime([tiny_run(device="cuda")])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_runtime(tiny_run()) == (torch.device("cuda"), torch.bfloat16, True)  # the GPU defaults
+    # the GPU defaults: bf16, and compiled only where it pays back (population.COMPILE_MIN_FLOPS)
+    assert resolve_runtime([tiny_run()]) == (torch.device("cuda"), torch.bfloat16, False)
+    big = tiny_run(d_model=1024, n_heads=16, steps=2_000_000)
+    assert resolve_runtime([big]) == (torch.device("cuda"), torch.bfloat16, True)
+    assert resolve_runtime([{**big, "activation_steps": 2_000_000}])[2] is False  # every step runs eager
 
 
 def test_bf16_autocast_path_trains(tiny_data, tiny_run, tmp_path):

@@ -42,10 +42,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def population_configs(shape: str, optimizer: str, members: int, batch_size: int, steps: int, device: str) -> list[dict]:
+def population_configs(shape: str, optimizer: str, members: int, batch_size: int, steps: int, compile_: bool) -> list[dict]:
     d, L, H, T, V = SHAPES[shape]
     base = {"data": "bench", "vocab_size": V, "d_model": d, "n_layers": L, "n_heads": H, "seq_len": T,
-            "batch_size": batch_size, "steps": steps, "optimizer": optimizer, "device": device,
+            "batch_size": batch_size, "steps": steps, "optimizer": optimizer, "compile": compile_,
             "lr": 0.02 if optimizer == "muon" else 1e-3}
     return [make_run_config({**base, "lr": base["lr"] * 2 ** (k / 2 - 1), "seed": k}) for k in range(members)]
 
@@ -54,7 +54,7 @@ def bench_population(configs: list[dict], warmup: int, steps: int) -> dict:
     from .train import Progress, resolve_runtime, train_step
 
     first, K = configs[0], len(configs)
-    device, amp_dtype, compile_ = resolve_runtime(first)
+    device, amp_dtype, compile_ = resolve_runtime(configs)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     model = GPT(model_config(first), [member_init(c) for c in configs], [c["seed"] for c in configs]).to(device)
     hypers = member_hypers(configs, device)
@@ -131,6 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="sequences per member and step (default 64 on CUDA, 4 on CPU)")
     parser.add_argument("--steps", type=int, help="timed steps (default 20 on CUDA, 3 on CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first, compilation included (default 5 on CUDA, 1 on CPU)")
+    parser.add_argument("--no-compile", action="store_true", help="eager on CUDA too (to measure what compiling gains)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--record", metavar="CSV", nargs="?", const="workflows/throughput.csv",
@@ -158,7 +159,8 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for opt in optimizers:
         for K in sizes:
-            rows.append(bench_population(population_configs(shape, opt, K, batch, warmup + steps, "auto"), warmup, steps))
+            configs = population_configs(shape, opt, K, batch, warmup + steps, cuda and not args.no_compile)
+            rows.append(bench_population(configs, warmup, steps))
             print(json.dumps({k: rows[-1][k] for k in ("optimizer", "members", "step_ms", "tokens_per_s", "mfu")}), flush=True)
     print(format_table(rows))
     if args.json:

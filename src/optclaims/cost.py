@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 
 from .claims import DEFAULT_REPRO_DIR
-from .model import GPTConfig, flops_per_token
-from .population import population_key
+from .population import COMPILE_SPEEDUP, compiles, population_key, run_flops_per_token
 
 TABLE = Path("workflows/throughput.csv")
 COLUMNS = ["device", "optimizer", "d_model", "n_layers", "seq_len", "vocab_size", "batch_size", "members",
-           "tokens_per_s", "startup_s", "compile_s", "measured", "date", "source"]
+           "tokens_per_s", "startup_s", "compile_s", "compiled", "measured", "date", "source"]
 DEVICES = {"smoke": ["CPU"], "gpu": ["H100", "H200"], "full": ["H100", "H200"]}
 
 
@@ -63,33 +62,34 @@ def record_measurements(path: Path, rows: list[dict], startup_s: float = 0.0,
         for r in rows:
             writer.writerow([device_kind(r["device"]), r["optimizer"], r["d_model"], r["n_layers"], r["seq_len"],
                              r["vocab_size"], r["batch_size"], r["members"], round(r["tokens_per_s"]),
-                             round(startup_s, 1), round(max(r["first_step_extra_s"], 0.0), 1), "true", today, source])
+                             round(startup_s, 1), round(max(r["first_step_extra_s"], 0.0), 1),
+                             str(r["compiled"]).lower(), "true", today, source])
 
 
-def _fpt(cfg: dict) -> float:
-    shape = GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
-    d, L, f = shape.d_model, shape.n_layers, shape.d_mlp
-    matmul = L * (4 * d * d + 2 * d * f) + d * shape.vocab_size  # hidden matrices and the readout
-    return flops_per_token(shape, matmul)
-
-
-def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int) -> dict:
+def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int, compiled: bool) -> dict:
     """{tokens_per_s (aggregate), startup_s, compile_s, measured} for a population of ``members``
-    runs like ``cfg`` on ``device``: the row of that device and optimizer nearest in population size
-    and in FLOPs per token (measured rows first), converted to this shape at equal FLOP/s."""
+    runs like ``cfg`` on ``device``, compiled or not: the row of that device and optimizer nearest
+    in population size and FLOPs per token (measured rows, then rows of the same compile choice
+    first), converted to this shape at equal FLOP/s, and by ``COMPILE_SPEEDUP`` where the row's
+    compile choice differs."""
     rows = table[(table.device == device) & (table.optimizer == cfg["optimizer"])]
     if rows.empty:
         rows = table[(table.device == device) & (table.optimizer != "data")]
     if rows.empty:
         raise ValueError(f"the cost table has no row for device {device!r}")
-    fpt = _fpt(cfg)
-    row_fpt = rows.apply(lambda r: _fpt(r.to_dict() | {"n_heads": 1, "mlp_ratio": 4.0}), axis=1)
+    fpt = run_flops_per_token(cfg)
+    row_fpt = rows.apply(lambda r: run_flops_per_token(r.to_dict() | {"n_heads": 1, "mlp_ratio": 4.0}), axis=1)
     measured = rows.measured.astype(str).str.lower() == "true"
-    distance = np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt)) + np.where(measured, 0.0, 0.5)
+    row_compiled = rows.compiled.astype(str).str.lower() == "true"
+    distance = (np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt))
+                + np.where(measured, 0.0, 0.5) + np.where(row_compiled == compiled, 0.0, 0.25))
     best = distance.idxmin()
     row = rows.loc[best]
-    return {"tokens_per_s": float(row.tokens_per_s * row_fpt[best] / fpt), "startup_s": float(row.startup_s),
-            "compile_s": float(row.compile_s), "measured": bool(measured[best])}
+    tps = float(row.tokens_per_s * row_fpt[best] / fpt)
+    if row_compiled[best] != compiled:
+        tps = tps * COMPILE_SPEEDUP if compiled else tps / COMPILE_SPEEDUP
+    return {"tokens_per_s": tps, "startup_s": float(row.startup_s), "compile_s": float(row.compile_s),
+            "measured": bool(measured[best])}
 
 
 def data_seconds(table: pd.DataFrame, device: str, corpus_bytes: int) -> tuple[float, bool]:
@@ -139,7 +139,7 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
         populations = plan.group(runs)
     tokens = sum(c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())
     out = {"claim": claim, "runs": len(runs), "populations": len(populations), "tokens": tokens,
-           "flops": sum(_fpt(c) * c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())}
+           "flops": sum(run_flops_per_token(c) * c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())}
     corpus_bytes = plan.data.max_bytes or 10**9  # no cap: a gigabyte stands in
     for device in DEVICES[plan.scale]:
         seconds, measured = data_seconds(table, device, corpus_bytes)
@@ -147,11 +147,12 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
         for members in populations.values():
             cfgs = [runs[r] for r in members]
             c, K = cfgs[0], len(cfgs)
-            t = throughput(table, device, c, K)
+            compiled = compiles(cfgs, "cpu" if device == "CPU" else "cuda")
+            t = throughput(table, device, c, K, compiled)
             steps = max(x["steps"] for x in cfgs)
             evals = (steps // c["eval_every"] + 1) * c["val_batches"] / 3  # forward-only passes
             seconds += t["startup_s"] + (steps + evals) * K * c["batch_size"] * c["seq_len"] / t["tokens_per_s"]
-            if steps > c["activation_steps"] and c["compile"] is not False:  # steps that run the compiled model
+            if compiled:
                 # a later population of a compiled shape finds most of it in inductor's on-disk cache
                 seconds += t["compile_s"] if population_key(c) not in compiled_shapes else t["compile_s"] / 4
                 compiled_shapes.add(population_key(c))

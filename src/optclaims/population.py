@@ -3,7 +3,7 @@
 Runs that agree on every ``POPULATION_KEYS`` field (what fixes tensor shapes and the step loop)
 can be trained as one stacked model; they may differ in everything else (learning rates, β, ε,
 weight decay and its kind, clipping, seed, schedule, warm-up, steps, parametrization, init std,
-Muon scale). ``group_populations`` packs a plan's runs into populations deterministically, at most
+Muon scale, and how many first steps record the coordinate check's activations). ``group_populations`` packs a plan's runs into populations deterministically, at most
 ``max_members`` each and within a memory bound, and names each by a hash of its members' run_ids.
 """
 
@@ -15,10 +15,11 @@ import math
 from collections import defaultdict
 
 from .errors import ConfigError
+from .model import GPTConfig, flops_per_token
 
 POPULATION_KEYS = ("data", "vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "batch_size",
                    "optimizer", "muon_ns_steps", "dtype", "compile", "device", "log_every", "eval_every",
-                   "val_batches", "ckpt_every", "activation_steps", "log_spectra")
+                   "val_batches", "ckpt_every", "log_spectra")
 
 
 def population_key(cfg: dict) -> str:
@@ -37,6 +38,43 @@ def check_population(configs: list[dict]) -> None:
 
 def population_id(run_ids) -> str:
     return hashlib.sha256(",".join(sorted(run_ids)).encode()).hexdigest()[:12]
+
+
+# Compiling pays back when the compiled steps save more time than compiling costs. A cold
+# torch.compile of a small GPT's training step takes 30–60 s (issue 11, measured on an H100 with a
+# single-run model); compiled bf16 steps run about 1.3× faster than eager ones (an estimate until
+# `optclaims bench-population` and `--no-compile` measure both on a GPU); eager small-model
+# populations reach about 150 TFLOP/s on an H100/H200 (issue 11's hand-stacked reference, 23% MFU of
+# 989 TFLOP/s compiled, less the gain of compiling).
+COMPILE_SECONDS, COMPILE_SPEEDUP, EAGER_FLOPS_PER_S = 45.0, 1.3, 150e12
+# eager work whose compiled share saves the compile: t·(1 − 1/speedup) = compile, ≈ 195 s, ≈ 3·10^16 FLOPs
+COMPILE_MIN_FLOPS = COMPILE_SECONDS * COMPILE_SPEEDUP / (COMPILE_SPEEDUP - 1) * EAGER_FLOPS_PER_S
+
+
+def run_flops_per_token(cfg: dict) -> float:
+    """Training FLOPs per token of a run config's model (``model.flops_per_token``)."""
+    shape = GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
+    d, f = shape.d_model, shape.d_mlp
+    matmul = shape.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d + d * shape.vocab_size  # hidden, gains, readout
+    return flops_per_token(shape, matmul)
+
+
+def population_flops(configs: list[dict]) -> float:
+    """FLOPs a population computes: every member runs until its longest member's last step."""
+    c = configs[0]
+    return len(configs) * max(x["steps"] for x in configs) * c["batch_size"] * c["seq_len"] * run_flops_per_token(c)
+
+
+def compiles(configs: list[dict], device_type: str) -> bool:
+    """Whether a population trains a torch.compile'd model: as its ``compile`` field says, and for
+    "auto" only on CUDA and where it pays back (``COMPILE_MIN_FLOPS``) over the steps it runs
+    compiled (the coordinate check's ``activation_steps`` run eager)."""
+    choice = configs[0]["compile"]
+    if choice != "auto":
+        return bool(choice)
+    steps = max(c["steps"] for c in configs)
+    compiled_share = max(0, steps - max(c["activation_steps"] for c in configs)) / steps
+    return device_type == "cuda" and population_flops(configs) * compiled_share >= COMPILE_MIN_FLOPS
 
 
 def member_bytes(cfg: dict) -> int:

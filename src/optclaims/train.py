@@ -34,7 +34,7 @@ from .optim import OptimizerSet, clip_member_grads_, member_hypers
 from .optim.schedules import lr_lambda
 from .optim.spectral_decay import spectrum
 from .parametrization import member_init, model_config
-from .population import check_population, population_id
+from .population import check_population, compiles, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .runs import read_json, run_id, write_json
 
@@ -75,15 +75,15 @@ def train_population(members: list[Member], data_dir: Path, state_dir: Path, pop
         return [read_json(Path(m.out_dir) / "summary.json") for m in members]
 
 
-def resolve_runtime(cfg: dict) -> tuple[torch.device, torch.dtype | None, bool]:
-    """(device, autocast dtype or None, compile?) from the config's "auto" choices."""
+def resolve_runtime(configs: list[dict]) -> tuple[torch.device, torch.dtype | None, bool]:
+    """(device, autocast dtype or None, compile?) of a population from its "auto" choices."""
+    cfg = configs[0]
     want = cfg["device"]
     if want == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run config asks for device = \"cuda\" but no CUDA device is available")
     device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
     dtype = {"float32": None, "bfloat16": torch.bfloat16}.get(cfg["dtype"], torch.bfloat16 if device.type == "cuda" else None)
-    compile_ = device.type == "cuda" if cfg["compile"] == "auto" else bool(cfg["compile"])
-    return device, dtype, compile_
+    return device, dtype, compiles(configs, device.type)
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     if vocab != first["vocab_size"]:
         raise ValueError(f"run config vocab_size = {first['vocab_size']} but the token shards in {data_dir} have {vocab}")
 
-    device, amp_dtype, compile_ = resolve_runtime(first)
+    device, amp_dtype, compile_ = resolve_runtime(cfgs)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -182,7 +182,8 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     val_batches = val_data.eval_batches(first["val_batches"], first["batch_size"], first["seq_len"])
     total = max(end_steps)
     batch, seq = first["batch_size"], first["seq_len"]
-    act_steps, act_names = min(first["activation_steps"], total), activation_names(first["n_layers"])
+    # the coordinate check: the first steps of the members that ask for it run eager with hooks
+    act_steps, act_names = min(max(c["activation_steps"] for c in cfgs), total), activation_names(first["n_layers"])
     metrics = StepMetrics(total, K, act_steps, len(act_names), device)
     lr_at = [lr_lambda(c) for c in cfgs]
     timer = _Throughput(device, elapsed_before)
@@ -219,7 +220,7 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
                 step = flushed + i
                 row = {"step": step + 1, "tokens": (step + 1) * batch * seq, "lr": cfg["lr"] * lr_at[k](step),
                        "train_loss": losses[i][k], "grad_norm": norms[i][k], "clipped": norms[i][k] > _clip(cfg)}
-                if i < len(acts):
+                if step < min(cfg["activation_steps"], len(metrics.acts)):
                     row.update({f"act_{name}": v for name, v in zip(act_names, acts[i][k])})
                 log.rows.append(row)
         flushed = done
