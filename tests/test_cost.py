@@ -51,7 +51,7 @@ def gpu_plan():
 # ---------------------------------------------------------------- bench-population
 
 
-BENCH_ARGS = ["--members", "1,2", "--optimizers", "adamw,muon", "--steps", "1", "--warmup", "0", "--batch-size", "2"]
+BENCH_ARGS = ["--members", "1,2", "--optimizers", "adamw,muon", "--steps", "1", "--warmup", "1", "--batch-size", "2"]
 
 
 @pytest.fixture
@@ -92,7 +92,9 @@ def test_bench_population_on_cpu_writes_json_and_records_rows(tmp_path, cpu_only
 
 
 @pytest.mark.parametrize("flag, value, named", [("--members", "0", r"--members\W+0\b"),
-                                                ("--optimizers", "sgd", r"\bsgd\b")])
+                                                ("--optimizers", "sgd", r"\bsgd\b"),
+                                                ("--steps", "0", r"--steps 0\b"),
+                                                ("--warmup", "0", r"--warmup 0\b.*--record")])
 def test_bench_population_rejects_bad_input_before_benchmarking(tmp_path, cpu_only, monkeypatch, capsys, flag, value, named):
     calls = []
     monkeypatch.setattr(bench, "bench_population", lambda *a, **k: calls.append(a) or pytest.fail("benchmarked"))
@@ -151,7 +153,7 @@ def test_throughput_converts_shapes_at_equal_flops_per_second(tmp_path):
 
 def test_throughput_prefers_the_nearest_population_size(tmp_path):
     table = write_table(tmp_path / "t.csv", [{"members": k, "tokens_per_s": 1000 * k} for k in (1, 4, 16)])
-    for members, row in [(1, 1), (4, 4), (3, 4), (6, 4), (12, 16), (64, 16), (2, 1)]:
+    for members, row in [(1, 1), (4, 4), (3, 4), (6, 4), (12, 16), (64, 16)]:
         assert tps(table, run_cfg(), members)["tokens_per_s"] == pytest.approx(1000 * row), members
     # the optimizer's own rows first
     table = write_table(tmp_path / "t.csv", [{"members": 4, "tokens_per_s": 4000},
@@ -171,6 +173,15 @@ def test_throughput_prefers_measured_rows_at_equal_distance(tmp_path):
     assert t["tokens_per_s"] == pytest.approx(2222) and t["measured"] is True
     table = write_table(tmp_path / "t.csv", [{"members": 4, "tokens_per_s": 1111, "measured": "false"}])
     assert tps(table, run_cfg(), 4)["measured"] is False  # an estimate is said to be one
+
+
+def test_throughput_takes_the_latest_of_equally_near_rows_and_weighs_batch_size(tmp_path):
+    table = write_table(tmp_path / "t.csv", [{"tokens_per_s": 10000, "date": "2026-01-01"},
+                                             {"tokens_per_s": 20000, "date": "2026-02-01"},
+                                             {"tokens_per_s": 50000, "batch_size": 64}])
+    cfg = {"optimizer": "adamw", "d_model": 64, "n_layers": 2, "n_heads": 2, "seq_len": 64, "vocab_size": 2048, "batch_size": 4}
+    assert cost.throughput(table, "CPU", cfg, 1, False)["tokens_per_s"] == pytest.approx(20000)  # a re-measurement wins
+    assert cost.throughput(table, "CPU", {**cfg, "batch_size": 64}, 1, False)["tokens_per_s"] == pytest.approx(50000)
 
 
 def test_throughput_and_data_seconds_name_a_device_without_rows(tmp_path):

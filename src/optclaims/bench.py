@@ -149,9 +149,12 @@ def run(args: argparse.Namespace) -> None:
     bad = [o for o in optimizers if o not in ("adamw", "muon")]
     if bad or not sizes or min(sizes) < 1:
         raise ValueError(f"--optimizers {args.optimizers!r} / --members {args.members!r}: expected adamw/muon and sizes ≥ 1")
-    steps = args.steps or (20 if cuda else 3)
+    steps = args.steps if args.steps is not None else (20 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
-    batch = args.batch_size or (64 if cuda else 4)
+    batch = args.batch_size if args.batch_size is not None else (64 if cuda else 4)
+    if steps < 1 or batch < 1 or warmup < (1 if args.record else 0):
+        raise ValueError(f"--steps {steps}, --batch-size {batch}, --warmup {warmup}: steps and batch size must be "
+                         "at least 1, warm-up at least 0 (at least 1 with --record, so compilation is not timed as a step)")
     where = torch.cuda.get_device_name() if cuda else f"CPU, {torch.get_num_threads()} threads"
     d, L, H, T, V = SHAPES[shape]
     print(f"bench-population on {where}; torch {torch.__version__}; shape d{d} L{L} T{T} V{V}, batch {batch} per member; "

@@ -69,8 +69,8 @@ def record_measurements(path: Path, rows: list[dict], startup_s: float = 0.0,
 def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int, compiled: bool) -> dict:
     """{tokens_per_s (aggregate), startup_s, compile_s, measured} for a population of ``members``
     runs like ``cfg`` on ``device``, compiled or not: the row of that device and optimizer nearest
-    in population size and FLOPs per token (measured rows, then rows of the same compile choice
-    first), converted to this shape at equal FLOP/s, and by ``COMPILE_SPEEDUP`` where the row's
+    in population size, FLOPs per token and batch size (measured rows, then rows of the same compile
+    choice first; of equally near rows the latest), converted to this shape at equal FLOP/s, and by ``COMPILE_SPEEDUP`` where the row's
     compile choice differs."""
     rows = table[(table.device == device) & (table.optimizer == cfg["optimizer"])]
     if rows.empty:
@@ -82,8 +82,9 @@ def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int, compil
     measured = rows.measured.astype(str).str.lower() == "true"
     row_compiled = rows.compiled.astype(str).str.lower() == "true"
     distance = (np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt))
+                + 0.5 * np.abs(np.log2(rows.batch_size / cfg["batch_size"]))
                 + np.where(measured, 0.0, 0.5) + np.where(row_compiled == compiled, 0.0, 0.25))
-    best = distance.idxmin()
+    best = distance[::-1].idxmin()  # of equally near rows the latest (rows are appended as measured)
     row = rows.loc[best]
     tps = float(row.tokens_per_s * row_fpt[best] / fpt)
     if row_compiled[best] != compiled:
@@ -178,5 +179,6 @@ def format_cost(frame: pd.DataFrame, scale: str) -> str:
         mins = " ".join(f"{r['minutes_' + d]:>9.1f}{'' if r['measured_' + d] else '*'}" for d in devices)
         lines.append(f"{r['claim']:<24} {r['runs']:>5} {r['populations']:>5} {r['tokens'] / 1e6:>8.1f}M "
                      f"{r['flops'] / 1e15:>8.2f} {mins}")
+    lines.append("- each claim as it runs alone (its own data preparation and populations); 'all' sums them")
     lines.append("* from an estimated row of workflows/throughput.csv (see its source column), not a measurement")
     return "\n".join(lines)
