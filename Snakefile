@@ -31,6 +31,12 @@ except ConfigError as err:
 # The rules call the `optclaims` CLI installed beside this interpreter, activated venv or not.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
+# glibc returns every freed block above its mmap threshold to the kernel, so a CPU training step
+# that frees and reallocates tens of MB of activations pays page faults for all of it again each
+# step; keeping them in the heap made smoke-scale population steps 23% faster (sys time 2.5 s → 0.3 s
+# over 20 steps of an 8-member d128 population).
+KEEP_FREED_MEMORY = "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296"
+
 SCALE = PLAN.scale
 SCALE_DIR = str(PLAN.scale_dir)
 DATA = str(PLAN.data_dir)

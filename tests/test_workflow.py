@@ -75,6 +75,27 @@ def test_dag_end_to_end_then_nothing_to_do(workdir):
     assert (workdir / "smk-report.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow
+def test_regrouped_populations_never_retrain_or_rewrite_finished_runs(workdir):
+    """The same runs packed into other populations (at most 3 members each) get new population jobs;
+    each finds its members finished, so no run is retrained and no run file is written again."""
+    if not (workdir / "results/smoke/report/index.html").exists():
+        assert snakemake(workdir).returncode == 0
+    scale = workdir / "results/smoke"
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (scale / "runs").glob("*/*") if p.is_file()}
+    populations = {p.parent.name for p in (scale / "populations").glob("*/population.json")}
+    (workdir / "regroup.yaml").write_text(yaml.safe_dump({"scales": {"smoke": {"population": {"max_members": 3, "memory_gb": 8}}}}))
+    proc = snakemake(workdir, "regroup.yaml")  # a second config file, merged over toy.yaml
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    regrouped = {p.parent.name for p in (scale / "populations").glob("*/population.json")} - populations
+    assert regrouped, "nothing was regrouped"
+    for pop in regrouped:
+        manifest = json.loads((scale / "populations" / pop / "population.json").read_text())
+        assert 1 <= len(manifest["members"]) <= 3 and all(m["status"] in ("ok", "diverged") for m in manifest["members"])
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (scale / "runs").glob("*/*") if p.is_file()}
+    assert after == before
+
+
 @pytest.mark.parametrize("args, words", [
     (["--config", "scale=huge"], "huge"),
     (["--config", "claims=[free_lunch]"], "unknown claim 'free_lunch'"),

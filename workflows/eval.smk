@@ -23,6 +23,6 @@ rule evaluate:
     benchmark:
         f"{SCALE_DIR}/benchmarks/evaluate/{{run_id}}.tsv"
     shell:
-        "OMP_NUM_THREADS={threads} optclaims eval --run {params.run} --data {DATA} --tasks-dir {input.tasks}"
+        "OMP_NUM_THREADS={threads} {KEEP_FREED_MEMORY} optclaims eval --run {params.run} --data {DATA} --tasks-dir {input.tasks}"
         " --tasks {params.tasks} --hub-tasks '{params.hub}' {params.limit} --device {params.device}"
         " --batch-size {params.batch_size} --jobs-per-gpu {JOBS_PER_GPU} --out {output} > {log} 2>&1"

@@ -26,6 +26,6 @@ rule train:
     benchmark:
         f"{SCALE_DIR}/benchmarks/train/{{pop_id}}.tsv"
     shell:
-        "optclaims train-population --configs-json {params.configs:q} --data {DATA} --runs-dir {SCALE_DIR}/runs"
+        "{KEEP_FREED_MEMORY} optclaims train-population --configs-json {params.configs:q} --data {DATA} --runs-dir {SCALE_DIR}/runs"
         " --state-dir {params.state} --id {wildcards.pop_id} --threads {threads} --jobs-per-gpu {JOBS_PER_GPU}"
         " --out {output} > {log} 2>&1"
