@@ -185,7 +185,6 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     # the coordinate check: the first steps of the members that ask for it run eager with hooks
     act_steps, act_names = min(max(c["activation_steps"] for c in cfgs), total), activation_names(first["n_layers"])
     metrics = StepMetrics(total, K, act_steps, len(act_names), device)
-    lr_at = [lr_lambda(c) for c in cfgs]
     timer = _Throughput(device, elapsed_before)
     flushed = start
 
@@ -210,19 +209,8 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
 
         # host copy of everything since the last flush: rows are complete up to `done` before
         # anything is attached to them or saved with them
-        losses, norms, acts = metrics.host(flushed, done)
         alive, diverged_at = progress.alive.tolist(), progress.diverged_at.tolist()
-        for k, (cfg, log) in enumerate(zip(cfgs, logs)):
-            if log.closed:
-                continue
-            last = min(done, cfg["steps"], diverged_at[k] + 1 if diverged_at[k] >= 0 else done)
-            for i in range(len(log.rows) - flushed, last - flushed):
-                step = flushed + i
-                row = {"step": step + 1, "tokens": (step + 1) * batch * seq, "lr": cfg["lr"] * lr_at[k](step),
-                       "train_loss": losses[i][k], "grad_norm": norms[i][k], "clipped": norms[i][k] > _clip(cfg)}
-                if step < min(cfg["activation_steps"], len(metrics.acts)):
-                    row.update({f"act_{name}": v for name, v in zip(act_names, acts[i][k])})
-                log.rows.append(row)
+        _append_rows(logs, cfgs, metrics, flushed, done, diverged_at, act_names)
         flushed = done
         timer.mark(done * K * batch * seq)
         # members whose own run logs this step (as it would alone: not at another member's end)
@@ -270,6 +258,26 @@ def train_step(step_model, optimizers: OptimizerSet, progress: Progress, x: torc
     optimizers.step(step, update)
     optimizers.zero_grad()
     return loss.detach(), grad_norm
+
+
+def _append_rows(logs: list[MemberLog], cfgs: list[dict], metrics: StepMetrics, flushed: int, done: int,
+                 diverged_at: list[int], act_names: list[str]) -> None:
+    """Each open member's metrics rows for steps flushed+1..done, up to its own last step or the
+    step it diverged at (one host copy of the device buffers)."""
+    losses, norms, acts = metrics.host(flushed, done)
+    for k, (cfg, log) in enumerate(zip(cfgs, logs)):
+        if log.closed:
+            continue
+        lr_at = lr_lambda(cfg)
+        tokens_per_step = cfg["batch_size"] * cfg["seq_len"]
+        last = min(done, cfg["steps"], diverged_at[k] + 1 if diverged_at[k] >= 0 else done)
+        for i in range(len(log.rows) - flushed, last - flushed):
+            step = flushed + i
+            row = {"step": step + 1, "tokens": (step + 1) * tokens_per_step, "lr": cfg["lr"] * lr_at(step),
+                   "train_loss": losses[i][k], "grad_norm": norms[i][k], "clipped": norms[i][k] > _clip(cfg)}
+            if step < min(cfg["activation_steps"], len(metrics.acts)):
+                row.update({f"act_{name}": v for name, v in zip(act_names, acts[i][k])})
+            log.rows.append(row)
 
 
 def _members_to_train(saved: dict | None, members: list[Member], todo: list[Member]):
