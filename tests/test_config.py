@@ -77,3 +77,27 @@ def test_plan_refuses_bad_override_value_and_unknown_override(workflow_config):
     workflow_config["run_overrides"] = {"lr_typo": 1}
     with pytest.raises(ConfigError, match="lr_typo"):
         build_plan(workflow_config, REPRO)
+
+
+@pytest.mark.parametrize("claim, old, new, words", [
+    ("clip_norm", "  tau: 1.0\n", "  tua: 1.0\n  tau: 1.0\n", "'tua' was unexpected"),
+    ("clip_norm", "  late_from: 0.5\n", "  late_from: 1.5\n", "late_from = 1.5"),
+    ("muon_efficiency", "  bootstrap: 400\n", "  bootstrap: many\n", 'bootstrap = "many"'),
+    ("spectral_weight_decay", "  rising_from: 0.75\n", "", "'rising_from' is a required property"),
+])
+def test_a_bad_threshold_stops_the_plan_naming_it(tmp_path, workflow_config, claim, old, new, words):
+    """A claim's thresholds are typed by its thresholds.schema.yaml: a typo stops the plan, before any training."""
+    import shutil
+
+    repro = tmp_path / "reproductions"
+    shutil.copytree(REPRO, repro)
+    spec = repro / claim / "claim.yaml"
+    original = spec.read_text()
+    assert old in original
+    spec.write_text(original.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=f"thresholds of .*{claim}.*{words}".replace("(", r"\(")):
+        build_plan(workflow_config, repro)
+    (repro / claim / "thresholds.schema.yaml").unlink()
+    spec.write_text(original)
+    with pytest.raises(ConfigError, match="thresholds.schema.yaml"):
+        build_plan(workflow_config, repro)

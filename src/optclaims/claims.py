@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .runs import make_run_config, schema_error_message
 
 DEFAULT_REPRO_DIR = Path("reproductions")
+THRESHOLDS_SCHEMA = "thresholds.schema.yaml"
 
 
 def list_claims(repro_dir: Path = DEFAULT_REPRO_DIR) -> list[str]:
@@ -39,7 +40,19 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
         raise ConfigError(schema_error_message(err, str(path)))
     if spec["claim"] != claim:
         raise ConfigError(f"{path}: claim = {spec['claim']!r} does not match its folder name {claim!r}")
+    _check_thresholds(spec, path.parent / THRESHOLDS_SCHEMA)
     return spec
+
+
+def _check_thresholds(spec: dict, schema_path: Path) -> None:
+    """The claim's thresholds against the types and ranges its folder declares for them, so a typo
+    stops the plan before any training rather than the analysis after it."""
+    if not schema_path.exists():
+        raise ConfigError(f"claim {spec['claim']!r} has no {schema_path} (the types and ranges of its thresholds)")
+    schema = yaml.safe_load(schema_path.read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(spec.get("thresholds", {})))
+    if err is not None:
+        raise ConfigError(schema_error_message(err, f"thresholds of {schema_path.parent / 'claim.yaml'}"))
 
 
 def load_claim_module(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR):
