@@ -36,9 +36,9 @@ def test_simulation_agrees_with_theory_at_zero_signal_and_tracks_signal():
         assert s[1.0] > s[0.0] + 0.2
 
 
-def table(values: dict) -> pd.DataFrame:
+def table(values: dict, steps: int = 10_000) -> pd.DataFrame:
     rows = [{"beta1": b1, "beta2": b2, "status": "ok", "rms_hidden": v, "rms_hidden_p05": v * 0.95,
-             "rms_hidden_p95": v * 1.05} for (b1, b2), v in values.items()]
+             "rms_hidden_p95": v * 1.05, "steps": steps} for (b1, b2), v in values.items()]
     return pd.DataFrame(rows)
 
 
@@ -67,3 +67,13 @@ def test_beta2_subclaim():
     assert claim.beta2_subclaim(same, TH)["status"] == "reproduced"
     lower = table({**THEORY, **{(b1, 0.999): v * 0.6 for (b1, _), v in THEORY.items()}})
     assert claim.beta2_subclaim(lower, TH)["status"] == "not_reproduced"
+
+
+def test_beta2_subclaim_is_out_of_scope_for_runs_shorter_than_its_horizon():
+    """β2 = 0.999 needs ≥ 5/(1−β2) = 5,000 steps: shorter runs cannot judge it, whatever they show."""
+    for factor in (1.0, 0.6):
+        values = {**THEORY, **{(b1, 0.999): v * factor for (b1, _), v in THEORY.items()}}
+        short = claim.beta2_subclaim(table(values, steps=1000), TH)
+        assert short["status"] == "inconclusive" and "needs ≥ 5,000 steps" in short["measured"]
+    long_enough = table({**THEORY, **{(b1, 0.999): v for (b1, _), v in THEORY.items()}}, steps=5000)
+    assert claim.beta2_subclaim(long_enough, TH)["status"] == "reproduced"
