@@ -97,8 +97,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         K, B, T, C = x.shape
         qkv = self.qkv(x).view(K, B, T, 3, self.n_heads, C // self.n_heads)
-        # each member's own attention scale goes on its queries; the kernel then scales by 1
-        q = qkv[:, :, :, 0] * self.scale.view(K, 1, 1, 1, 1)
+        # each member's own attention scale goes on its queries (in float32, rounded once to the
+        # autocast dtype, as the kernel needs q, k and v in one dtype); the kernel then scales by 1
+        q = (qkv[:, :, :, 0] * self.scale.view(K, 1, 1, 1, 1)).to(qkv.dtype)
         q, k, v = (t.reshape(K * B, T, self.n_heads, -1).transpose(1, 2) for t in (q, qkv[:, :, :, 1], qkv[:, :, :, 2]))
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
         return self.proj(y.transpose(1, 2).reshape(K, B, T, C))
