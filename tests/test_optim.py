@@ -122,6 +122,37 @@ def test_a_member_outside_the_mask_keeps_its_weights_moments_and_step_count():
     assert torch.isfinite(torch.stack([v for v in opt.update_rms().values()])).all()
 
 
+@pytest.mark.parametrize("fields", [dict(eps=0.0), dict(optimizer="muon", weight_decay_kind="spectral"),
+                                    dict(weight_decay_kind="spectral_warm")])
+def test_a_frozen_member_never_changes_even_when_its_update_is_nan(fields):
+    """0 × NaN is NaN: a frozen member's update is zeroed, not scaled by a zero learning rate. Here
+    member 1 never stepped (ε = 0: m/(√v + ε) = 0/0) or holds a NaN weight (spectral decay's σ1 u1 v1ᵀ
+    and Muon's update of that matrix are NaN)."""
+    model, opt = population([run_cfg(**fields), run_cfg(seed=1, **fields)])
+    with torch.no_grad():
+        if fields.get("eps") != 0.0:
+            model.blocks[0].mlp.fc.weight[1, 0, 0] = math.nan
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    backward_on_random_tokens(model, torch.Generator().manual_seed(0))
+    opt.step(0, torch.tensor([True, False]))
+    for n, p in model.named_parameters():
+        assert torch.equal(p[1], weights[n][1]) or (torch.isnan(p[1]) == torch.isnan(weights[n][1])).all() and \
+            torch.equal(torch.nan_to_num(p[1]), torch.nan_to_num(weights[n][1])), n
+        assert fields.get("eps") == 0.0 or torch.isfinite(p[0]).all(), n  # ε = 0: NaN in torch's AdamW as well
+
+
+def test_warm_spectral_decay_decays_a_matrix_that_started_at_zero():
+    """A zero-initialised readout (μP) gives v1 = 0 at first; the warm start must not keep it there."""
+    cfg = run_cfg(parametrization="mup", mup_base_width=16, weight_decay_kind="spectral_warm", weight_decay=0.5)
+    model, opt = population([cfg])
+    assert not model.readout.weight.any()
+    for s in range(3):
+        backward_on_random_tokens(model, torch.Generator().manual_seed(s))
+        opt.step(s, torch.ones(1, dtype=torch.bool))
+        opt.zero_grad()
+    assert torch.linalg.vector_norm(opt.spectral.state["readout.weight"]["v1"]) > 0.5
+
+
 def test_state_dict_round_trip_gives_identical_steps():
     cfgs = [run_cfg(), run_cfg(seed=1, weight_decay_kind="spectral_warm")]
 

@@ -450,3 +450,14 @@ def test_a_saved_member_is_the_same_file_every_time(tmp_path):
     assert loaded.members == (member_init(cfgs[1]),) and loaded.cfg == model.cfg
     for name, p in loaded.named_parameters():
         assert torch.equal(p[0], model.get_parameter(name)[1])
+
+
+def test_a_checkpoint_past_an_unfinished_members_end_is_not_resumed(tmp_path):
+    """A member whose outputs were deleted after the checkpoint passed its last step could never
+    finish from there: the population starts again instead."""
+    from optclaims.train import Member, _members_to_train
+
+    short, long_ = Member(run(steps=5), tmp_path / "a"), Member(run(steps=30, seed=1), tmp_path / "b")
+    saved = {"run_ids": [short.run_id, long_.run_id], "step": 10}
+    assert _members_to_train(saved, [short, long_], [long_]) == ([short, long_], saved)  # short finished: rides along
+    assert _members_to_train(saved, [short, long_], [short, long_]) == ([short, long_], None)

@@ -78,12 +78,12 @@ def test_dag_end_to_end_then_nothing_to_do(workdir):
 @pytest.mark.slow
 def test_regrouped_populations_never_retrain_or_rewrite_finished_runs(workdir):
     """The same runs packed into other populations (at most 3 members each) get new population jobs;
-    each finds its members finished, so no run is retrained and no training output is written again
-    (lm-eval reruns: its input, the run's population, changed)."""
+    each finds its members finished, so no run is retrained or evaluated again and no run file is
+    written again."""
     if not (workdir / "results/smoke/report/index.html").exists():
         assert snakemake(workdir).returncode == 0
     scale = workdir / "results/smoke"
-    trained = ("config.json", "summary.json", "metrics.parquet", "model.safetensors")
+    trained = ("config.json", "summary.json", "metrics.parquet", "model.safetensors", "eval.json")
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for name in trained for p in (scale / "runs").glob(f"*/{name}")}
     populations = {p.parent.name for p in (scale / "populations").glob("*/population.json")}
     (workdir / "regroup.yaml").write_text(yaml.safe_dump({"scales": {"smoke": {"population": {"max_members": 3, "memory_gb": 8}}}}))

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        trained=lambda wc: trained([wc.run_id]),
+        trained=lambda wc: trained_run(wc.run_id),
         tokenizer=rules.tokenizer.output,
         tasks=rules.eval_tasks.output,
     output:

@@ -60,6 +60,8 @@ def bench_population(configs: list[dict], warmup: int, steps: int) -> dict:
     hypers = member_hypers(configs, device)
     optimizers = OptimizerSet(model, hypers, first["optimizer"])
     progress = Progress([c["steps"] for c in configs], hypers.divergence_ratio)
+    if compile_:
+        torch._dynamo.reset()  # a fresh compile per population, so first_step_extra_s is the compile it costs
     step_model = torch.compile(model) if compile_ else model
     B, T, V = first["batch_size"], first["seq_len"], first["vocab_size"]
     x = torch.randint(0, V, (K, B, T), device=device)

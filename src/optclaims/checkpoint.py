@@ -38,8 +38,9 @@ def load_model(path: Path, device: str | torch.device = "cpu", sha256: str | Non
     """The saved model as a population of one; with ``sha256`` (the run summary's ``model_sha256``),
     a file whose content no longer matches is refused with CorruptFileError before it is read."""
     if sha256 is not None and file_sha256(path) != sha256:
-        raise CorruptFileError(f"{path} does not match the model_sha256 in its run's summary.json; "
-                               "delete the run directory to retrain it")
+        raise CorruptFileError(f"{path} does not match the model_sha256 in its run's summary.json; delete the run "
+                               "directory and its population's folder (populations/<the population id in summary.json>) "
+                               "to retrain it")
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["optclaims"])
     model = GPT(GPTConfig(**meta["gpt_config"]), [MemberInit(**meta["member_init"])])

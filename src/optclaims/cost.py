@@ -144,7 +144,7 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
     corpus_bytes = plan.data.max_bytes or 10**9  # no cap: a gigabyte stands in
     for device in DEVICES[plan.scale]:
         seconds, measured = data_seconds(table, device, corpus_bytes)
-        compiled_shapes: set[str] = set()
+        compiled_shapes: set[tuple] = set()
         for members in populations.values():
             cfgs = [runs[r] for r in members]
             c, K = cfgs[0], len(cfgs)
@@ -155,8 +155,9 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
             seconds += t["startup_s"] + (steps + evals) * K * c["batch_size"] * c["seq_len"] / t["tokens_per_s"]
             if compiled:
                 # a later population of a compiled shape finds most of it in inductor's on-disk cache
-                seconds += t["compile_s"] if population_key(c) not in compiled_shapes else t["compile_s"] / 4
-                compiled_shapes.add(population_key(c))
+                shape = (population_key(c), K)  # the graph depends on the member count too
+                seconds += t["compile_s"] if shape not in compiled_shapes else t["compile_s"] / 4
+                compiled_shapes.add(shape)
             measured &= t["measured"]
         out[f"minutes_{device}"] = seconds / 60
         out[f"measured_{device}"] = measured

@@ -185,7 +185,7 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     # the coordinate check: the first steps of the members that ask for it run eager with hooks
     act_steps, act_names = min(max(c["activation_steps"] for c in cfgs), total), activation_names(first["n_layers"])
     metrics = StepMetrics(total, K, act_steps, len(act_names), device)
-    timer = _Throughput(device, elapsed_before)
+    timer = _Throughput(device, elapsed_before, start * K * first["batch_size"] * first["seq_len"])
     flushed = start
 
     model.train()
@@ -251,7 +251,7 @@ def train_step(step_model, optimizers: OptimizerSet, progress: Progress, x: torc
     """One step of every member: forward, backward, per-member clipping, the divergence check and
     the optimizers' step. Returns the (K,) losses and pre-clip gradient norms, on the device."""
     with autocast():
-        _, loss = step_model(x, y)
+        loss = step_model(x, y)[1]  # the logits are not kept through backward
     loss.sum().backward()  # member k's loss reaches member k's weights only
     grad_norm = clip_member_grads_(optimizers.params, optimizers.h.clip)
     update = progress.update(step, loss.detach())
@@ -286,7 +286,8 @@ def _members_to_train(saved: dict | None, members: list[Member], todo: list[Memb
     if saved is not None:
         by_id = {m.run_id: m for m in members}
         ids = saved["run_ids"]
-        if set(ids) <= set(by_id) and {m.run_id for m in todo} <= set(ids):
+        past_end = any(m.cfg["steps"] <= saved["step"] for m in todo)  # its outputs were deleted since
+        if set(ids) <= set(by_id) and {m.run_id for m in todo} <= set(ids) and not past_end:
             return [by_id[i] for i in ids], saved
     return todo, None
 
@@ -409,8 +410,8 @@ class _Throughput:
     """Aggregate tokens/s over the steps after the first logged interval (which holds compilation
     and warm-up); elapsed seconds include those of a run before it was resumed."""
 
-    def __init__(self, device: torch.device, elapsed_before: float = 0.0):
-        self.device, self.t0, self.before = device, time.perf_counter(), elapsed_before
+    def __init__(self, device: torch.device, elapsed_before: float = 0.0, start_tokens: int = 0):
+        self.device, self.t0, self.before, self.start_tokens = device, time.perf_counter(), elapsed_before, start_tokens
         self.first: tuple[float, int] | None = None
         self.last: tuple[float, int] | None = None
 
@@ -428,5 +429,5 @@ class _Throughput:
         if self.first and self.last and self.last[1] > self.first[1]:
             return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
         if self.last:  # a single interval: include the warm-up rather than report nothing
-            return self.last[1] / (self.last[0] - self.t0)
+            return (self.last[1] - self.start_tokens) / (self.last[0] - self.t0)
         return None

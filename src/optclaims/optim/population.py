@@ -49,6 +49,12 @@ def clip_member_grads_(params: list[Tensor], max_norm: Tensor) -> Tensor:
     return norms
 
 
+def _outside_to_zero(update: Tensor, mask: Tensor) -> Tensor:
+    """The update with the members outside ``mask`` set to 0 (their learning rate is 0 already, but
+    0 × NaN is NaN: a diverged member's weights must not change either)."""
+    return update.masked_fill_(~per_member(mask, update), 0.0)
+
+
 @torch.no_grad()
 def zero_grads_outside_(params: list[Tensor], mask: Tensor) -> None:
     """Members outside ``mask`` get zero gradients (a diverged member's NaNs included)."""
@@ -83,7 +89,7 @@ class StackedAdamW:
             m.lerp_(g, per_member(keep1, p))
             v.mul_(per_member(keep2, p)).addcmul_(g * per_member(1 - keep2, p), g)
             denom = (v.sqrt() / per_member(bc2.sqrt(), p)).add_(per_member(h.eps, p))
-            p.add_(m / denom * per_member(-lr[role] / bc1, p))
+            p.add_(_outside_to_zero(m / denom, mask) * per_member(-lr[role] / bc1, p))
 
     @torch.no_grad()
     def update_rms(self) -> dict[str, Tensor]:
@@ -136,7 +142,7 @@ class StackedMuon:
             rms.append(norms * scale / (shape[-1] * shape[-2]) ** 0.5)
             for p, o in zip(params, O.unbind(0)):
                 p.mul_(per_member(1 - lr * weight_decay, p))
-                p.add_(o * per_member(-lr * scale, p))
+                p.add_(_outside_to_zero(o, mask) * per_member(-lr * scale, p))
         self.last_rms = torch.cat(rms).mean(0)
 
     def update_rms(self) -> dict[str, Tensor]:
@@ -149,7 +155,8 @@ class StackedMuon:
     def load_state_dict(self, saved: dict) -> None:
         for name, s in saved["state"].items():
             self.state[name]["momentum_buffer"].copy_(s["momentum_buffer"])
-        self.last_rms = saved["last_rms"]
+        rms = saved["last_rms"]
+        self.last_rms = None if rms is None else rms.to(self.h.beta1.device)
 
 
 class StackedSpectralDecay:
@@ -173,11 +180,13 @@ class StackedSpectralDecay:
             names = [self.named[i][0] for i in index]
             params = [self.named[i][2] for i in index]
             previous = torch.stack([self.state[n]["v1"] for n in names])
-            v0 = torch.where(self.h.spectral_warm.view(1, -1, 1), previous, torch.ones_like(previous))
+            # a warm start needs a previous v1; a zero matrix leaves v1 = 0, so start again from all-ones
+            usable = self.h.spectral_warm.view(1, -1, 1) & (torch.linalg.vector_norm(previous, dim=-1, keepdim=True) > 0)
+            v0 = torch.where(usable, previous, torch.ones_like(previous))
             sigma, u, v = top_singular_triplet(torch.stack(params), v0=v0)
             rank1 = sigma[..., None, None] * u.unsqueeze(-1) * v.unsqueeze(-2)  # σ1 u1 v1ᵀ, (n, K, A, B)
             for i, p, r in zip(index, params, rank1.unbind(0)):
-                p.add_(r.to(p.dtype) * per_member(-rate[self.named[i][1]], p))
+                p.add_(_outside_to_zero(r.to(p.dtype), mask) * per_member(-rate[self.named[i][1]], p))
             for n, new in zip(names, torch.where(warm, v, previous).unbind(0)):
                 self.state[n]["v1"].copy_(new)
 
