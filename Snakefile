@@ -78,14 +78,6 @@ def trained(runs):
     return sorted({f"{SCALE_DIR}/populations/{owner[r]}/population.json" for r in runs})
 
 
-def trained_run(run_id):
-    """What work on one trained run waits for: its summary.json once it exists (a run's outputs never
-    change, so neither a regrouped population nor a rerun one is a reason to redo that work), else
-    its population's population.json."""
-    summary = f"{SCALE_DIR}/runs/{run_id}/summary.json"
-    return ancient(summary) if os.path.exists(summary) else trained([run_id])
-
-
 wildcard_constraints:
     run_id="[0-9a-f]{12}",
     pop_id="[0-9a-f]{12}",

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        trained=lambda wc: trained_run(wc.run_id),
+        trained=ancient(f"{SCALE_DIR}/runs/{{run_id}}/.trained"),
         tokenizer=rules.tokenizer.output,
         tasks=rules.eval_tasks.output,
     output:

@@ -29,3 +29,17 @@ rule train:
         "{KEEP_FREED_MEMORY} optclaims train-population --configs-json {params.configs:q} --data {DATA} --runs-dir {SCALE_DIR}/runs"
         " --state-dir {params.state} --id {wildcards.pop_id} --threads {threads} --jobs-per-gpu {JOBS_PER_GPU}"
         " --out {output} > {log} 2>&1"
+
+
+# Per run, a stable mark that it is trained, for work on that one run (lm-eval): a regrouped
+# population has a new population.json path, which Snakemake's input trigger would take as a reason
+# to evaluate every member again; this mark is only made again, cheaply, and is read as ancient.
+localrules:
+    mark_trained,
+
+
+rule mark_trained:
+    input:
+        lambda wc: ancient(trained([wc.run_id])),
+    output:
+        touch(f"{SCALE_DIR}/runs/{{run_id}}/.trained"),
