@@ -25,9 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .model import GPT, flops_per_token
-from .optim import OptimizerSet, member_hypers
-from .parametrization import member_init, model_config
+from .model import flops_per_token
 from .provenance import bf16_peak_flops, device_name
 from .runs import make_run_config
 
@@ -51,15 +49,12 @@ def population_configs(shape: str, optimizer: str, members: int, batch_size: int
 
 
 def bench_population(configs: list[dict], warmup: int, steps: int) -> dict:
-    from .train import Progress, resolve_runtime, train_step
+    from .train import build_population, resolve_runtime, train_step
 
     first, K = configs[0], len(configs)
     device, amp_dtype, compile_ = resolve_runtime(configs)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-    model = GPT(model_config(first), [member_init(c) for c in configs], [c["seed"] for c in configs]).to(device)
-    hypers = member_hypers(configs, device)
-    optimizers = OptimizerSet(model, hypers, first["optimizer"])
-    progress = Progress([c["steps"] for c in configs], hypers.divergence_ratio)
+    model, optimizers, progress = build_population(configs, device)
     if compile_:
         torch._dynamo.reset()  # a fresh compile per population, so first_step_extra_s is the compile it costs
     step_model = torch.compile(model) if compile_ else model

@@ -160,11 +160,8 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    model = GPT(model_config(first), [member_init(c) for c in cfgs], [c["seed"] for c in cfgs]).to(device)
-    hypers = member_hypers(cfgs, device)
-    optimizers = OptimizerSet(model, hypers, first["optimizer"], first.get("muon_ns_steps", 5))
-    end_steps = [c["steps"] for c in cfgs]
-    progress = Progress(end_steps, hypers.divergence_ratio)
+    model, optimizers, progress = build_population(cfgs, device)
+    hypers, end_steps = optimizers.h, [c["steps"] for c in cfgs]
     logs = [MemberLog() for _ in trained]
     start, elapsed_before = 0, 0.0
     if saved is not None:
@@ -244,6 +241,15 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
                                          "model": model.state_dict(), "optimizers": optimizers.state_dict(),
                                          "progress": progress.state_dict()}, state_path)
     state_path.unlink(missing_ok=True)
+
+
+def build_population(cfgs: list[dict], device: torch.device) -> tuple[GPT, OptimizerSet, Progress]:
+    """The stacked model, its optimizer set and the members' progress, as a population starts."""
+    first = cfgs[0]
+    model = GPT(model_config(first), [member_init(c) for c in cfgs], [c["seed"] for c in cfgs]).to(device)
+    hypers = member_hypers(cfgs, device)
+    optimizers = OptimizerSet(model, hypers, first["optimizer"], first.get("muon_ns_steps", 5))
+    return model, optimizers, Progress([c["steps"] for c in cfgs], hypers.divergence_ratio)
 
 
 def train_step(step_model, optimizers: OptimizerSet, progress: Progress, x: torch.Tensor, y: torch.Tensor, step: int,

@@ -50,7 +50,7 @@ class MemberHypers:
 
 
 def member_hypers(configs: list[dict], device: torch.device | str = "cpu") -> MemberHypers:
-    def per_member(values, dtype=torch.float32):
+    def one_per_member(values, dtype=torch.float32):
         return torch.tensor(values, dtype=dtype, device=device)
 
     muon = configs[0]["optimizer"] == "muon"
@@ -64,17 +64,17 @@ def member_hypers(configs: list[dict], device: torch.device | str = "cpu") -> Me
             lr.append(base * mult)
             wd.append(lam if c["weight_decay_kind"] == "decoupled" else 0.0)
             swd.append(0.0 if c["weight_decay_kind"] == "decoupled" else lam)
-        peak[role], decay[role], spectral[role] = per_member(lr), per_member(wd), per_member(swd)
+        peak[role], decay[role], spectral[role] = one_per_member(lr), one_per_member(wd), one_per_member(swd)
     steps = max(c["steps"] for c in configs)
     table = [[lr_lambda(c)(s) if s < c["steps"] else 0.0 for c in configs] for s in range(steps)]
     return MemberHypers(
         peak_lr=peak, weight_decay=decay, spectral_decay=spectral,
-        beta1=per_member([c["beta1"] for c in configs]), beta2=per_member([c["beta2"] for c in configs]),
-        eps=per_member([c["eps"] for c in configs]),
-        clip=per_member([math.inf if c["clip"] is None else c["clip"] for c in configs]),
-        divergence_ratio=per_member([c["divergence_ratio"] for c in configs]),
-        schedule=per_member(table).view(steps, len(configs)),
-        muon_momentum=per_member([c["muon_momentum"] for c in configs]) if muon else None,
+        beta1=one_per_member([c["beta1"] for c in configs]), beta2=one_per_member([c["beta2"] for c in configs]),
+        eps=one_per_member([c["eps"] for c in configs]),
+        clip=one_per_member([math.inf if c["clip"] is None else c["clip"] for c in configs]),
+        divergence_ratio=one_per_member([c["divergence_ratio"] for c in configs]),
+        schedule=one_per_member(table).view(steps, len(configs)),
+        muon_momentum=one_per_member([c["muon_momentum"] for c in configs]) if muon else None,
         muon_scale=[c["muon_scale"] for c in configs] if muon else None,
-        spectral_warm=per_member([c["weight_decay_kind"] == "spectral_warm" for c in configs], torch.bool),
+        spectral_warm=one_per_member([c["weight_decay_kind"] == "spectral_warm" for c in configs], torch.bool),
     )

@@ -49,6 +49,14 @@ def clip_member_grads_(params: list[Tensor], max_norm: Tensor) -> Tensor:
     return norms
 
 
+def _shape_buckets(named: list[tuple[str, str, Tensor]]) -> dict[tuple, list[int]]:
+    """Indices into ``named`` by parameter shape: matrices of one shape share one batched call."""
+    buckets: dict[tuple, list[int]] = defaultdict(list)
+    for i, (_, _, p) in enumerate(named):
+        buckets[tuple(p.shape)].append(i)
+    return dict(buckets)
+
+
 def _outside_to_zero(update: Tensor, mask: Tensor) -> Tensor:
     """The update with the members outside ``mask`` set to 0 (their learning rate is 0 already, but
     0 × NaN is NaN: a diverged member's weights must not change either)."""
@@ -120,24 +128,25 @@ class StackedMuon:
 
     def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers, ns_steps: int):
         self.named, self.h, self.ns_steps = named, hypers, ns_steps
-        self.state = {name: {"momentum_buffer": torch.zeros_like(p)} for name, _, p in named}
-        buckets: dict[tuple, list[int]] = defaultdict(list)
-        for i, (_, _, p) in enumerate(named):
-            buckets[tuple(p.shape)].append(i)
-        self.buckets = {shape: (index, hypers.muon_scales(shape)) for shape, index in buckets.items()}
+        # momentum kept stacked per shape, as Newton–Schulz takes it; each matrix's buffer is a view
+        self.buckets = {}
+        self.state: dict[str, dict[str, Tensor]] = {}
+        for shape, index in _shape_buckets(named).items():
+            first = named[index[0]][2]
+            stacked = torch.zeros((len(index), *shape), dtype=first.dtype, device=first.device)
+            for i, buf in zip(index, stacked.unbind(0)):
+                self.state[named[i][0]] = {"momentum_buffer": buf}
+            self.buckets[shape] = (index, hypers.muon_scales(shape), stacked)
         self.last_rms: Tensor | None = None
 
     @torch.no_grad()
     def step(self, lr: Tensor, weight_decay: Tensor, mask: Tensor) -> None:
         mu = torch.where(mask, self.h.muon_momentum, 1.0)  # μ = 1 with a zero gradient keeps M as it is
         rms = []
-        for shape, (index, scale) in self.buckets.items():
+        for shape, (index, scale, momentum) in self.buckets.items():
             params = [self.named[i][2] for i in index]
-            bufs = torch.stack([self.state[self.named[i][0]]["momentum_buffer"] for i in index])
             grads = torch.stack([p.grad for p in params])
-            O = muon_update(grads, bufs, mu.view(1, -1, 1, 1), nesterov=True, ns_steps=self.ns_steps)
-            for i, buf in zip(index, bufs.unbind(0)):
-                self.state[self.named[i][0]]["momentum_buffer"].copy_(buf)
+            O = muon_update(grads, momentum, mu.view(1, -1, 1, 1), nesterov=True, ns_steps=self.ns_steps)
             norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=torch.float32)  # (n, K)
             rms.append(norms * scale / (shape[-1] * shape[-2]) ** 0.5)
             for p, o in zip(params, O.unbind(0)):
@@ -167,10 +176,7 @@ class StackedSpectralDecay:
     def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers):
         self.named, self.h = named, hypers
         self.state = {name: {"v1": torch.ones(p.shape[:-2] + p.shape[-1:], device=p.device)} for name, _, p in named}
-        buckets: dict[tuple, list[int]] = defaultdict(list)
-        for i, (_, _, p) in enumerate(named):
-            buckets[tuple(p.shape)].append(i)
-        self.buckets = list(buckets.values())
+        self.buckets = list(_shape_buckets(named).values())
 
     @torch.no_grad()
     def step(self, rate: dict[str, Tensor], mask: Tensor) -> None:
