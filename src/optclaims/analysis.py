@@ -77,16 +77,117 @@ class ClaimContext:
         fig.savefig(path, dpi=120, bbox_inches="tight")
         self.figures.append({"file": f"figures/{name}.png", "caption": caption})
 
+    @property
+    def criteria(self) -> list[str]:
+        """claim.yaml's criteria with their {threshold} fields filled in from its thresholds."""
+        return criteria_text(self.spec)
+
     def verdict(self, status: str, measured: dict, summary: str, sub_claims: list[dict] = (), notes: list[str] = ()) -> dict:
         if status not in STATUSES:
             raise ValueError(f"status {status!r} is not one of {STATUSES}")
+        for s in sub_claims:
+            if s["status"] not in STATUSES:
+                raise ValueError(f"sub-claim {s['name']!r}: status {s['status']!r} is not one of {STATUSES}")
         return {
             "claim": self.claim, "title": self.spec["title"], "source": self.spec["source"], "scale": self.scale,
             "evidential": self.evidential, "status": status, "expected": self.spec["expected"],
-            "measured": measured, "criteria": self.spec["criteria"], "sub_claims": list(sub_claims),
-            "summary": summary, "notes": list(notes), "figures": self.figures,
+            "measured": measured, "criteria": self.criteria, "sub_claims": list(sub_claims),
+            "summary": summary, "notes": list(notes), "regime": regime(self.runs), "figures": self.figures,
             "runs": [r.run_id for r in self.runs],
         }
+
+
+def criteria_text(spec: dict) -> list[str]:
+    """Each criterion of claim.yaml with ``{name}`` / ``{name[0]}`` replaced by the threshold's value,
+    so the numbers in the words are the numbers the analysis uses. A name that is not a threshold
+    raises KeyError (load_claim turns it into a ConfigError before any run)."""
+    th = spec.get("thresholds", {})
+    return [c.format_map(th) for c in spec["criteria"]]
+
+
+def sub_claim(name: str, status: str, expected: str, measured: str, criterion: str) -> dict:
+    """One line of a verdict's sub-claims table."""
+    if status not in STATUSES:
+        raise ValueError(f"sub-claim {name!r}: status {status!r} is not one of {STATUSES}")
+    return {"name": name, "status": status, "expected": expected, "measured": measured, "criterion": criterion}
+
+
+# ------------------------------------------------------------------ run fields and regime
+
+PLAN_FIELDS = ("data", "vocab_size")  # what the plan adds to every run config (claims.finish_run_configs)
+
+
+def run_fields(cfg: dict) -> dict:
+    """A run config without the fields the plan adds to every run: what a claim's select_runs
+    hands back to be finished again (so a chosen run has the same run_id as if planned)."""
+    return {k: v for k, v in cfg.items() if k not in PLAN_FIELDS}
+
+
+def tokens_of(cfg: dict) -> int:
+    """Training tokens of a run config (every step a full batch)."""
+    return cfg["steps"] * cfg["batch_size"] * cfg["seq_len"]
+
+
+def regime(runs: list[Run]) -> dict:
+    """The regime a verdict speaks for: non-embedding parameters (matmul weights, readout
+    included, and gains: ``n_params_matmul`` of summary.json), tokens per such parameter, seeds,
+    and the corpus (the data id of the runs). Ranges over the runs that finished."""
+    ok = [r for r in runs if r.summary.get("n_params_matmul")]
+    params = sorted({int(r.summary["n_params_matmul"]) for r in ok})
+    tpp = [tokens_of(r.config) / r.summary["n_params_matmul"] for r in ok]
+    seeds = sorted({r.config.get("seed", 0) for r in runs})
+    span = lambda v: {"min": float(min(v)), "max": float(max(v))} if v else None  # noqa: E731
+    return {"non_embedding_params": span(params), "tokens_per_param": span(tpp), "seeds": len(seeds),
+            "corpus": ", ".join(sorted({str(r.config.get("data")) for r in runs})) or None}
+
+
+# ------------------------------------------------------------------ seed noise
+
+
+def pooled_seed_sigma(df: pd.DataFrame, by, value: str = "final_val_loss") -> float:
+    """The standard deviation of one run's ``value`` over seeds, pooled over the groups ``by``
+    (each group: the same config but its seed); non-finite values (diverged runs) left out."""
+    by = [by] if isinstance(by, str) else list(by)
+    ok = df[np.isfinite(df[value].astype(float))]
+    groups = ok.groupby(by, dropna=False)[value]
+    dev = ok[value] - groups.transform("mean")
+    dof = len(ok) - groups.ngroups
+    return float(np.sqrt((dev ** 2).sum() / dof)) if dof > 0 else math.nan
+
+
+def paired_difference(df: pd.DataFrame, a, b, by: str = "setting", pair: str = "seed",
+                      value: str = "final_val_loss", level: float = 0.95) -> dict:
+    """mean(a − b) over the pairs that share ``pair`` (a seed fixes initialisation and data order),
+    with the standard deviation of one pair's difference and Student's t interval of the mean.
+    Pairs with a non-finite value on either side are left out; fewer than two pairs give NaN
+    spread and interval."""
+    from scipy import stats
+
+    side = lambda name: df[df[by] == name].set_index(pair)[value].astype(float)  # noqa: E731
+    d = (side(a) - side(b)).dropna()
+    d = d[np.isfinite(d)]
+    n = len(d)
+    mean = float(d.mean()) if n else math.nan
+    if n < 2:
+        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": n}
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean of ``values`` (finite ones); NaN bounds
+    with fewer than two."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1)) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return m, m - half, m + half
 
 
 def measured(value: float, low: float | None = None, high: float | None = None, unit: str | None = None, note: str | None = None) -> dict:

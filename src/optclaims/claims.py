@@ -41,7 +41,18 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
     if spec["claim"] != claim:
         raise ConfigError(f"{path}: claim = {spec['claim']!r} does not match its folder name {claim!r}")
     _check_thresholds(spec, path.parent / THRESHOLDS_SCHEMA)
+    _check_criteria(spec, path)
     return spec
+
+
+def _check_criteria(spec: dict, path: Path) -> None:
+    """Every {threshold} named in the criteria exists, so the words always carry the numbers used."""
+    from .analysis import criteria_text
+
+    try:
+        criteria_text(spec)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{path}: criteria name a threshold that does not exist: {e}") from None
 
 
 def _check_thresholds(spec: dict, schema_path: Path) -> None:

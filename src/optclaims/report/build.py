@@ -78,6 +78,25 @@ def fmt_measured(m) -> str:
     return fmt_num(m)
 
 
+def fmt_regime(regime: dict | None) -> str:
+    """"0.12M–1.1M non-embedding params · 2.5–8.1 tokens/param · 2 seeds · corpus pycode-…": the
+    regime a verdict speaks for (analysis.regime), in one line; "" for a verdict without one."""
+    if not regime:
+        return ""
+    def span(v, fmt):
+        if not v:
+            return "?"
+        lo, hi = fmt(v["min"]), fmt(v["max"])
+        return lo if lo == hi else f"{lo}–{hi}"
+    millions = lambda x: f"{x / 1e6:.3g}M"  # noqa: E731
+    parts = [f"{span(regime.get('non_embedding_params'), millions)} non-embedding params",
+             f"{span(regime.get('tokens_per_param'), lambda x: f'{x:.3g}')} tokens/param",
+             f"{regime.get('seeds', '?')} seed{'s' if regime.get('seeds') != 1 else ''}"]
+    if regime.get("corpus"):
+        parts.append(f"corpus {regime['corpus']}")
+    return " · ".join(parts)
+
+
 def fmt_cell(cell: str) -> str:
     """Round float-looking CSV cells to 4 significant digits; leave ints and text alone."""
     s = cell.strip()
@@ -180,6 +199,7 @@ def _collect_claims(scale_dir: Path, warnings: list[str]) -> list[dict]:
             "measured": _measured_rows(v["measured"]),
             "sub_claims": subs,
             "notes": v.get("notes") or [],
+            "regime": fmt_regime(v.get("regime")),
             "figures": figures,
             "table": read_table(claim_dir / "table.csv"),
             "dir": claim_dir,
