@@ -88,3 +88,10 @@ def test_verdict_refuses_an_unknown_status_in_a_sub_claim(tmp_path):
         sub_claim("a", "passed", "e", "m", "c")
     with pytest.raises(ValueError, match="passed"):
         ctx.verdict("reproduced", {}, "s", [{**ok, "status": "passed"}])
+
+
+def test_criteria_formats_and_leaves_other_braces_alone():
+    spec = {"criteria": ["λ ∈ {0.1, 0.3} late from {late:.0%}, ratio {r}"], "thresholds": {"late": 0.75, "r": 1.5}}
+    assert criteria_text(spec) == ["λ ∈ {0.1, 0.3} late from 75%, ratio 1.5"]
+    with pytest.raises(KeyError, match="missing"):
+        criteria_text({"criteria": ["{missing}"], "thresholds": {}})

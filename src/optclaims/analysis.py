@@ -8,6 +8,7 @@ table.csv and figures/. An analysis only computes; reading runs and writing file
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,12 +98,26 @@ class ClaimContext:
         }
 
 
+THRESHOLD_FIELD = re.compile(r"\{([A-Za-z_]\w*)((?:\[\d+\])*)(?::([^{}]*))?\}")
+
+
 def criteria_text(spec: dict) -> list[str]:
-    """Each criterion of claim.yaml with ``{name}`` / ``{name[0]}`` replaced by the threshold's value,
-    so the numbers in the words are the numbers the analysis uses. A name that is not a threshold
-    raises KeyError (load_claim turns it into a ConfigError before any run)."""
+    """Each criterion of claim.yaml with ``{name}``, ``{name[0]}`` or ``{name:.0%}`` replaced by the
+    threshold's value (numbers as ``:g`` unless a format is given), so the numbers in the words are
+    the numbers the analysis uses; other braces ({0.1, 0.3}) stay as written. A name that is not a
+    threshold raises KeyError (load_claim turns it into a ConfigError before any run)."""
     th = spec.get("thresholds", {})
-    return [c.format_map(th) for c in spec["criteria"]]
+
+    def fill(m: re.Match) -> str:
+        name, index, fmt = m.group(1), m.group(2), m.group(3)
+        if name not in th:
+            raise KeyError(f"{{{name}}} is not one of the thresholds ({', '.join(th) or 'none'})")
+        value = th[name]
+        for i in re.findall(r"\d+", index):
+            value = value[int(i)]
+        return format(value, fmt if fmt is not None else ("g" if isinstance(value, float) else ""))
+
+    return [THRESHOLD_FIELD.sub(fill, c) for c in spec["criteria"]]
 
 
 def sub_claim(name: str, status: str, expected: str, measured: str, criterion: str) -> dict:
