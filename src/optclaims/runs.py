@@ -43,6 +43,8 @@ RUN_DEFAULTS: dict = {
 }
 # Filled in (and allowed) only for Muon runs, so an AdamW run's id does not carry Muon's settings.
 MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}
+# Likewise only for SGD runs: heavy-ball momentum (torch.optim.SGD's, dampening 0, no Nesterov).
+SGD_DEFAULTS: dict = {"sgd_momentum": 0.9}
 # Likewise only for μP runs; mup_base_width has no default (the width whose learning rates μP keeps).
 MUP_DEFAULTS: dict = {"mup_zero_readout": True, "mup_zero_query": True}
 MUP_FIELDS = ("mup_base_width", *MUP_DEFAULTS)
@@ -62,14 +64,19 @@ def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
 
 def make_run_config(fields: dict) -> dict:
     """Defaults + fields, validated; raises ConfigError naming the first bad key and value."""
-    muon = fields.get("optimizer") == "muon"
+    muon, sgd = (fields.get("optimizer") == family for family in ("muon", "sgd"))
     mup = fields.get("parametrization") == "mup"
     _refuse_stray(fields, MUON_DEFAULTS, muon, "a Muon setting", "optimizer")
+    _refuse_stray(fields, SGD_DEFAULTS, sgd, "an SGD setting", "optimizer")
+    if sgd and mup:
+        raise ConfigError("invalid run config: parametrization = \"mup\" with optimizer = \"sgd\": the μP "
+                          "learning-rate multipliers here are Adam's (parametrization.py), so SGD runs are SP only")
     _refuse_stray(fields, MUP_FIELDS, mup, "a μP setting", "parametrization")
     if mup and "mup_base_width" not in fields:
         raise ConfigError("invalid run config: parametrization = \"mup\" needs mup_base_width "
                           "(the width whose learning rates μP keeps)")
-    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **(MUP_DEFAULTS if mup else {}), **fields}
+    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **(SGD_DEFAULTS if sgd else {}),
+           **(MUP_DEFAULTS if mup else {}), **fields}
     validator = jsonschema.Draft202012Validator(run_schema())  # schema parsed once per process
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:

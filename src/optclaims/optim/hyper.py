@@ -6,8 +6,9 @@ Muon runs, ``aux_lr`` on the roles AdamW trains) times its parametrization's mul
 role (``parametrization.lr_multipliers``); λ is divided by the same multiplier, so the per-step
 shrink η·λ of a μP-scaled role stays what the run config says. Decay applies to the matrices that
 do computation (hidden, readout), not to embeddings or gains; ``weight_decay_kind`` chooses which of
-the two decays carries λ. The LR schedule is a (steps, K) table: row s holds each member's
-multiplier at step s, 0 past the member's own last step.
+the two decays carries λ (for SGD runs too: W ← W·(1 − η·λ), not torch.optim.SGD's L2 term). The
+LR schedule is a (steps, K) table: row s holds each member's multiplier at step s, 0 past the
+member's own last step.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class MemberHypers:
     schedule: torch.Tensor                   # (max steps, K)
     muon_momentum: torch.Tensor | None
     muon_scale: list[str] | None
+    sgd_momentum: torch.Tensor | None        # (K,) for SGD runs: the heavy-ball μ
     spectral_warm: torch.Tensor              # (K,) bool: power iteration from the previous step's v1
 
     @property
@@ -53,7 +55,7 @@ def member_hypers(configs: list[dict], device: torch.device | str = "cpu") -> Me
     def one_per_member(values, dtype=torch.float32):
         return torch.tensor(values, dtype=dtype, device=device)
 
-    muon = configs[0]["optimizer"] == "muon"
+    muon, sgd = (configs[0]["optimizer"] == family for family in ("muon", "sgd"))
     peak, decay, spectral = {}, {}, {}
     for role in ROLES:
         lr, wd, swd = [], [], []
@@ -76,5 +78,6 @@ def member_hypers(configs: list[dict], device: torch.device | str = "cpu") -> Me
         schedule=one_per_member(table).view(steps, len(configs)),
         muon_momentum=one_per_member([c["muon_momentum"] for c in configs]) if muon else None,
         muon_scale=[c["muon_scale"] for c in configs] if muon else None,
+        sgd_momentum=one_per_member([c["sgd_momentum"] for c in configs]) if sgd else None,
         spectral_warm=one_per_member([c["weight_decay_kind"] == "spectral_warm" for c in configs], torch.bool),
     )

@@ -3,13 +3,18 @@ hyper-parameter is a (K,) tensor, so each member steps exactly as it would alone
 
 ``OptimizerSet`` steps, zeroes and checkpoints a population's optimizers as one (torchtitan's
 optimizers container): spectral decay first (it shrinks W_{t−1}, as decoupled decay does), then
-Muon on the hidden matrices for Muon runs, then AdamW on the rest. A member outside ``mask``
+Muon on the hidden matrices for Muon runs, then AdamW on the rest; SGD runs step every parameter
+with SGD instead. A member outside ``mask``
 (diverged, or past its own last step) does not change: its gradients are zeroed, its learning rate
 is 0 and its moments and step count are kept.
 
 AdamW follows torch.optim.AdamW's update (tested against it member by member):
     W ← W·(1 − ηλ);  m ← m + (1 − β1)(g − m);  v ← β2·v + (1 − β2)·g²
     W ← W − η/(1 − β1^t) · m / (√v / √(1 − β2^t) + ε)
+
+SGD follows torch.optim.SGD with momentum μ, dampening 0 and no Nesterov (tested likewise), with
+the suite's decoupled weight decay in place of torch's L2 term:
+    W ← W·(1 − ηλ);  b ← μ·b + g;  W ← W − η·b
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from torch import Tensor
 from .hyper import MemberHypers, ROLES
 from .muon import MUON_ROLES, muon_update
 from .spectral_decay import top_singular_triplet
+
+OPTIMIZERS = ("adamw", "muon", "sgd")  # the run schema's optimizer families
 
 
 def per_member(t: Tensor, like: Tensor) -> Tensor:
@@ -122,6 +129,43 @@ class StackedAdamW:
         self.steps.copy_(saved["steps"])
 
 
+class StackedSGD:
+    """Heavy-ball SGD on every parameter role (the SGD runs' only optimizer)."""
+
+    def __init__(self, named: list[tuple[str, str, Tensor]], hypers: MemberHypers):
+        """``named``: (name, role, parameter) triples. b starts at 0, so the first step's b is g, as
+        torch.optim.SGD sets it."""
+        self.named, self.h = named, hypers
+        self.state = {name: {"momentum_buffer": torch.zeros_like(p)} for name, _, p in named}
+
+    @torch.no_grad()
+    def step(self, lr: dict[str, Tensor], mask: Tensor) -> None:
+        """``lr``: role → (K,) learning rate at this step, 0 outside ``mask``."""
+        mu = torch.where(mask, self.h.sgd_momentum, 1.0)  # μ = 1 with a zero gradient keeps b as it is
+        for name, role, p in self.named:
+            b = self.state[name]["momentum_buffer"]
+            p.mul_(per_member(1 - lr[role] * self.h.weight_decay[role], p))
+            b.mul_(per_member(mu, p)).add_(p.grad)
+            p.add_(_outside_to_zero(b * per_member(-lr[role], p), mask))
+
+    @torch.no_grad()
+    def update_rms(self) -> dict[str, Tensor]:
+        """Per role, (K,): the RMS of the momentum b, the direction SGD steps along without η, per
+        matrix, averaged over the role's matrices."""
+        by_role: dict[str, list[Tensor]] = defaultdict(list)
+        for name, role, p in self.named:
+            b = self.state[name]["momentum_buffer"].float()
+            by_role[role].append(b.square().mean(dim=tuple(range(1, b.ndim))).sqrt())
+        return {role: torch.stack(rms).mean(0) for role, rms in by_role.items()}
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name, s in saved["state"].items():
+            self.state[name]["momentum_buffer"].copy_(s["momentum_buffer"])
+
+
 class StackedMuon:
     """Muon (``muon.py``) on the hidden matrices (K, A, B): matrices of one shape are orthogonalised
     in one batched Newton–Schulz call; each member has its own μ, scale s(A, B) and learning rate."""
@@ -211,11 +255,20 @@ class OptimizerSet:
         self.h = hypers
         self.params = list(model.parameters())
         named = [(name, role, p) for role, group in model.param_groups().items() for name, p in group]
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer = {optimizer!r}: expected one of {OPTIMIZERS}")
         muon = optimizer == "muon"
         self.muon = StackedMuon([t for t in named if t[1] in MUON_ROLES], hypers, ns_steps) if muon else None
-        self.adamw = StackedAdamW([t for t in named if not (muon and t[1] in MUON_ROLES)], hypers)
+        self.sgd = StackedSGD(named, hypers) if optimizer == "sgd" else None
+        rest = [t for t in named if not (muon and t[1] in MUON_ROLES)]
+        self.adamw = StackedAdamW(rest, hypers) if self.sgd is None else None
         decayed = [t for t in named if bool((hypers.spectral_decay[t[1]] > 0).any())]
         self.spectral = StackedSpectralDecay(decayed, hypers) if decayed else None
+
+    @property
+    def elementwise(self) -> "StackedAdamW | StackedSGD":
+        """The optimizer of every parameter that Muon does not take: AdamW, or SGD for SGD runs."""
+        return self.sgd if self.sgd is not None else self.adamw
 
     def learning_rates(self, step: int, mask: Tensor) -> dict[str, Tensor]:
         """Role → (K,) learning rate at ``step`` (0-based): peak × schedule, 0 outside ``mask``."""
@@ -230,7 +283,7 @@ class OptimizerSet:
             self.spectral.step({role: lr[role] * self.h.spectral_decay[role] for role in ROLES}, mask)
         if self.muon is not None:
             self.muon.step(lr[MUON_ROLES[0]], self.h.weight_decay[MUON_ROLES[0]], mask)
-        self.adamw.step(lr, mask)
+        self.elementwise.step(lr, mask)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -238,11 +291,11 @@ class OptimizerSet:
 
     def update_rms(self) -> dict[str, Tensor]:
         """Role → (K,) update RMS without the learning rate: Muon's for the hidden matrices of Muon
-        runs, AdamW's from its moments for the rest."""
-        return {**self.adamw.update_rms(), **(self.muon.update_rms() if self.muon else {})}
+        runs, AdamW's from its moments for the rest; SGD's momentum for SGD runs."""
+        return {**self.elementwise.update_rms(), **(self.muon.update_rms() if self.muon else {})}
 
     def parts(self) -> dict:
-        return {"adamw": self.adamw, "muon": self.muon, "spectral": self.spectral}
+        return {"adamw": self.adamw, "sgd": self.sgd, "muon": self.muon, "spectral": self.spectral}
 
     def state_dict(self) -> dict:
         return {key: part.state_dict() for key, part in self.parts().items() if part is not None}
