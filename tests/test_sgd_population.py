@@ -61,7 +61,7 @@ SGD_MEMBERS = [
 ]
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before")  # member 1 sits out step 0
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler\.step\(\)` before")  # member 1 sits out step 0
 def test_sgd_population_equals_torch_sgd_member_by_member():
     cfgs = [opt_cfg(**m) for m in SGD_MEMBERS]
     model, opt, compared, refs = sgd_step_both(cfgs, 10, skip={(2, 4), (2, 5), (1, 0)})
