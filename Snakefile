@@ -43,9 +43,14 @@ DATA = str(PLAN.data_dir)
 SETTINGS = PLAN.settings
 
 
-def stage2_runs(claim):
-    """A staged claim's second-stage run configs once its checkpoint has chosen them, else {}."""
-    path = f"{SCALE_DIR}/claims/{claim}/stage2.json"
+def stage_file(claim, stage):
+    """Where a staged claim's checkpoint writes the runs it chose for ``stage`` (2, 3, ...)."""
+    return f"{SCALE_DIR}/claims/{claim}/stage{stage}.json"
+
+
+def chosen_runs(claim, stage):
+    """A staged claim's run configs of ``stage`` once its checkpoint has chosen them, else {}."""
+    path = stage_file(claim, stage)
     if not os.path.exists(path):
         return {}
     with open(path) as f:
@@ -53,22 +58,27 @@ def stage2_runs(claim):
 
 
 def run_config(run_id):
-    """A run's config: from the plan, or from a claim's second-stage selection."""
+    """A run's config: from the plan, or from a claim's later-stage selection."""
     if run_id in PLAN.runs:
         return PLAN.runs[run_id]
     for claim in sorted(PLAN.staged):
-        selected = stage2_runs(claim)
-        if run_id in selected:
-            return selected[run_id]
+        for stage in PLAN.selections(claim):
+            selected = chosen_runs(claim, stage)
+            if run_id in selected:
+                return selected[run_id]
     raise ValueError(f"run {run_id} is in no claim's plan")
 
 
 def populations():
-    """Every population known now: the plan's, and each staged claim's second stage once chosen
-    (its runs that the first stage does not already train)."""
+    """Every population known now: the plan's, and each staged claim's later stages once chosen
+    (each stage's runs that no earlier stage of the claim, and not the plan, already trains)."""
     pops = dict(PLAN.populations)
     for claim in sorted(PLAN.staged):
-        pops.update(PLAN.group({r: c for r, c in stage2_runs(claim).items() if r not in PLAN.runs}))
+        known = set(PLAN.runs)
+        for stage in PLAN.selections(claim):
+            selected = chosen_runs(claim, stage)
+            pops.update(PLAN.group({r: c for r, c in selected.items() if r not in known}))
+            known |= set(selected)
     return pops
 
 
@@ -82,6 +92,7 @@ wildcard_constraints:
     run_id="[0-9a-f]{12}",
     pop_id="[0-9a-f]{12}",
     claim="[a-z][a-z0-9_]*",
+    stage="[2-9]|[1-9][0-9]+",
 
 
 include: "workflows/data.smk"

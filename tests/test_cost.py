@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from optclaims import bench, cost
+from optclaims.claims import load_claim_module
 from optclaims.cli import main
 from optclaims.model import GPT, flops_per_token
 from optclaims.parametrization import member_init, model_config
@@ -208,16 +209,17 @@ def test_plan_cost_of_the_smoke_scale(smoke_plan, monkeypatch):
     assert frame.loc[unstaged, "populations"] == len(plan.group(runs))
 
     staged = "muon_efficiency"
-    assert staged in plan.staged
-    block = yaml.safe_load((REPRO / staged / "claim.yaml").read_text())["scales"]["smoke"]
-    full = block["base"]["steps"]
-    chosen = len(block["sizes"]) * len(block["optimizers"]) * len(block["budgets"]) * len(block["seeds"])
-    # stage 1 already holds each best LR's run at the full budget and the first seed
-    in_stage1 = len(block["sizes"]) * len(block["optimizers"]) * sum(max(2, round(b * full)) == full for b in block["budgets"])
-    assert in_stage1 > 0
+    assert plan.stages[staged] == 3  # coordinate descent, the tuned re-sweep, the budgets
     stage1 = {r: plan.runs[r] for r in plan.claims[staged]}
-    assert frame.loc[staged, "runs"] == len(stage1) + chosen - in_stage1
+    later = cost.later_stages_stand_in(staged, plan.claim_specs[staged], plan.scale, load_claim_module(staged, REPRO),
+                                       stage1, plan.common, plan.selections(staged))
+    assert len(later) == 3 and all(later)  # each stage chooses from the stand-ins of every earlier one
+    every = {**stage1, **{r: c for chosen in later for r, c in chosen.items()}}
+    assert frame.loc[staged, "runs"] == len(every)
     assert frame.loc[staged, "populations"] > len(plan.group(stage1))
+    block = plan.claim_specs[staged]["scales"]["smoke"]
+    budgets = {(c["d_model"], c["steps"]) for c in later[-1].values()}
+    assert budgets == {(s["d_model"], max(2, round(b * s["steps"]))) for s in block["sizes"].values() for b in block["budgets"]}
 
     claims = frame.drop(index="all")
     assert (claims.minutes_CPU > 0).all() and claims.measured_CPU.all()
@@ -308,3 +310,11 @@ def test_plan_cost_cli_prints_each_claim_and_marks_estimates(monkeypatch, capsys
     lines = cost_lines(capsys.readouterr().out)
     assert set(lines) == {*CONFIG["claims"], "all"}
     assert not any("*" in line for line in lines.values()), lines
+
+
+@pytest.mark.parametrize("shape", [{}, {"d_model": 128, "n_layers": 3, "n_heads": 4, "vocab_size": 4096}])
+def test_matmul_params_counts_what_the_built_model_counts(shape):
+    from optclaims.population import matmul_params
+
+    cfg = run_cfg(**shape)
+    assert matmul_params(cfg) == GPT(model_config(cfg), [member_init(cfg)], [0]).num_params()

@@ -62,6 +62,7 @@ class ClaimContext:
     runs: list[Run]
     out_dir: Path
     figures: list[dict] = field(default_factory=list)
+    stage: int | None = None  # in select_runs: the stage being chosen (2 = the first selection)
 
     @property
     def scale_spec(self) -> dict:
@@ -249,13 +250,16 @@ def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs:
 
 
 def run_selection(claim: str, spec: dict, scale: str, run_dirs: list[Path], common: dict,
-                  out_path: Path, repro_dir: Path) -> dict[str, dict]:
-    """A claim's second stage: ``select_runs(ctx)`` picks the runs that depend on the first
-    stage's results (e.g. budgets at the best learning rate); written as {run_id: config}."""
+                  out_path: Path, repro_dir: Path, stage: int = 2) -> dict[str, dict]:
+    """A claim's stage ``stage`` (≥ 2): ``select_runs(ctx)`` picks the runs that depend on the
+    results of the earlier stages (e.g. budgets at the best learning rate); written as
+    {run_id: config}."""
     from .claims import finish_run_configs
     from .runs import run_id
 
-    ctx = ClaimContext(claim, spec, scale, False, load_runs(run_dirs), Path(out_path).parent)
+    if stage < 2:
+        raise ValueError(f"stage = {stage}: selections start at stage 2 (stage 1 is the plan)")
+    ctx = ClaimContext(claim, spec, scale, False, load_runs(run_dirs), Path(out_path).parent, stage=stage)
     configs = finish_run_configs(claim, scale, load_claim_module(claim, repro_dir).select_runs(ctx), common)
     selected = {run_id(cfg): cfg for cfg in configs}
     write_json(out_path, selected)

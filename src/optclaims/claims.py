@@ -4,7 +4,10 @@ configs a claim needs at a scale.
 A claim's runs come from its base fields × grid × seeds (plus explicit runs), or from
 ``plan_runs(scale_spec)`` when its analyze.py defines one. A claim whose later runs depend on
 earlier results (e.g. budgets at the best learning rate of a sweep) also defines
-``select_runs(ctx)``; the workflow runs it as a Snakemake checkpoint once the first runs exist."""
+``select_runs(ctx)``; the workflow runs it as a Snakemake checkpoint once the first runs exist.
+A claim with several rounds of selection (e.g. coordinate descent, then budgets at the tuned
+config) sets ``SELECTION_STAGES = n``: select_runs is then called for stages 2 … n + 1
+(``ctx.stage``), each time with every run of the earlier stages."""
 
 from __future__ import annotations
 
@@ -73,6 +76,16 @@ def load_claim_module(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
+
+
+def selection_stages(module) -> int:
+    """How many rounds of ``select_runs`` a claim's analysis module asks for (0 without one)."""
+    if not hasattr(module, "select_runs"):
+        return 0
+    n = getattr(module, "SELECTION_STAGES", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"{module.__file__}: SELECTION_STAGES = {n!r} must be a positive integer")
+    return n
 
 
 def grid_runs(block: dict) -> list[dict]:

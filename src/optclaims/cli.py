@@ -103,8 +103,8 @@ def _select(a):
     spec = load_claim(a.claim, Path(a.repro_dir))
     runs_dir = Path(a.scale_dir) / "runs"
     chosen = run_selection(a.claim, spec, a.scale, [runs_dir / r for r in a.runs], json.loads(a.common),
-                           Path(a.out), Path(a.repro_dir))
-    print(f"{a.claim} ({a.scale}): {len(chosen)} runs selected for the second stage")
+                           Path(a.out), Path(a.repro_dir), a.stage)
+    print(f"{a.claim} ({a.scale}): {len(chosen)} runs selected for stage {a.stage}")
 
 
 def _report(a):
@@ -262,7 +262,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--evidential", action="store_true")
     c.set_defaults(func=_analyze)
 
-    c = _claim_parser(sub, "select", "a claim's second-stage runs, chosen from its first-stage results")
+    c = _claim_parser(sub, "select", "a claim's runs of a later stage, chosen from the results of the earlier ones")
+    c.add_argument("--stage", type=int, default=2, help="the stage to choose (2 = the first selection)")
     c.add_argument("--common", required=True, help="JSON fields every run config gets (data, vocab, overrides)")
     c.add_argument("--out", required=True)
     c.set_defaults(func=_select)

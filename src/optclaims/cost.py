@@ -1,7 +1,7 @@
 """`optclaims plan --scale S --cost`: what each claim of a scale costs, before anything runs.
 
-Per claim: its runs (the second stage of a staged claim from a stand-in first stage whose best
-learning rate is the middle of each grid), the populations that train them when the claim runs
+Per claim: its runs (each later stage of a staged claim chosen from stand-in results of the
+earlier ones whose best learning rate is the middle of each grid), the populations that train them when the claim runs
 alone (as `make gpu-reference CLAIMS=...` runs it), tokens, FLOPs, and estimated minutes on each
 device of the cost table, data preparation included (a fresh GPU slot builds its corpus, tokenizer
 and shards again). A population's time is its start-up (process, device, data) plus its longest
@@ -102,28 +102,46 @@ def data_seconds(table: pd.DataFrame, device: str, corpus_bytes: int) -> tuple[f
     return float(row.startup_s + corpus_bytes / row.tokens_per_s), str(row.measured).lower() == "true"
 
 
-def stage2_stand_in(claim: str, spec: dict, scale: str, module, runs: dict[str, dict], common: dict) -> dict[str, dict]:
-    """A staged claim's second stage as ``select_runs`` would choose it from a first stage whose
-    loss is a parabola in log2 LR centred on each grid's middle (the runs it would pick are of the
-    same number and shape whatever the optimum)."""
-    from .analysis import ClaimContext, Run
+def stand_in_run(rid: str, cfg: dict, centre: float) -> "Run":
+    """A run as the cost estimate imagines it: finished, its loss a parabola in log2 LR around
+    ``centre`` (the runs a selection picks are of the same number and shape whatever the optimum)."""
+    from .analysis import Run
+
+    metrics = pd.DataFrame({"step": np.arange(1, cfg["steps"] + 1), "grad_norm": 1.0, "train_loss": 3.0})
+    return Run(rid, cfg, {"status": "ok", "final_val_loss": 3.0 + (math.log2(cfg["lr"]) - centre) ** 2,
+                          "n_params": 0, "tokens_per_s": 1.0, "wall_seconds": 1.0}, metrics)
+
+
+def later_stages_stand_in(claim: str, spec: dict, scale: str, module, runs: dict[str, dict], common: dict,
+                          stages: range) -> list[dict[str, dict]]:
+    """A staged claim's later stages as ``select_runs`` would choose them, one after the other, from
+    stand-in results of every earlier run (``stand_in_run``, centred on the middle of each LR grid
+    — the runs that differ only in lr and seed — as the grid is when first chosen)."""
+    from .analysis import ClaimContext
     from .claims import finish_run_configs
     from .runs import run_id
 
     def grid_key(cfg):
         return tuple(sorted((k, str(v)) for k, v in cfg.items() if k not in ("lr", "seed")))
 
-    grids: dict[tuple, list[float]] = {}
-    for cfg in runs.values():
-        grids.setdefault(grid_key(cfg), []).append(math.log2(cfg["lr"]))
-    stand_ins = []
-    for rid, cfg in runs.items():
-        centre = float(np.median(grids[grid_key(cfg)]))
-        metrics = pd.DataFrame({"step": np.arange(1, cfg["steps"] + 1), "grad_norm": 1.0, "train_loss": 3.0})
-        stand_ins.append(Run(rid, cfg, {"status": "ok", "final_val_loss": 3.0 + (math.log2(cfg["lr"]) - centre) ** 2,
-                                        "n_params": 0, "tokens_per_s": 1.0, "wall_seconds": 1.0}, metrics))
-    ctx = ClaimContext(claim, spec, scale, False, stand_ins, Path("."))
-    return {run_id(c): c for c in finish_run_configs(claim, scale, module.select_runs(ctx), common)}
+    centres: dict[tuple, float] = {}  # fixed when a grid is first seen: a run's stand-in result never changes
+
+    def stand_ins_of(new: dict[str, dict]) -> list:
+        grids: dict[tuple, list[float]] = {}
+        for cfg in new.values():
+            grids.setdefault(grid_key(cfg), []).append(math.log2(cfg["lr"]))
+        for key, lrs in grids.items():
+            centres.setdefault(key, float(np.median(lrs)))
+        return [stand_in_run(rid, cfg, centres[grid_key(cfg)]) for rid, cfg in new.items()]
+
+    known, chosen = stand_ins_of(runs), []
+    for stage in stages:
+        ctx = ClaimContext(claim, spec, scale, False, known, Path("."), stage=stage)
+        selected = {run_id(c): c for c in finish_run_configs(claim, scale, module.select_runs(ctx), common)}
+        chosen.append(selected)
+        seen = {r.run_id for r in known}
+        known = known + stand_ins_of({r: c for r, c in selected.items() if r not in seen})
+    return chosen
 
 
 def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
@@ -131,13 +149,13 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
     from .claims import load_claim_module
 
     runs = {r: plan.runs[r] for r in plan.claims[claim]}
+    populations = plan.group(runs)
     if claim in plan.staged:
         module = load_claim_module(claim, repro_dir)
-        second = stage2_stand_in(claim, plan.claim_specs[claim], plan.scale, module, runs, plan.common)
-        populations = {**plan.group(runs), **plan.group({r: c for r, c in second.items() if r not in runs})}
-        runs = {**runs, **second}
-    else:
-        populations = plan.group(runs)
+        for selected in later_stages_stand_in(claim, plan.claim_specs[claim], plan.scale, module, runs, plan.common,
+                                              plan.selections(claim)):
+            populations.update(plan.group({r: c for r, c in selected.items() if r not in runs}))
+            runs = {**runs, **selected}
     tokens = sum(c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())
     out = {"claim": claim, "runs": len(runs), "populations": len(populations), "tokens": tokens,
            "flops": sum(run_flops_per_token(c) * c["steps"] * c["batch_size"] * c["seq_len"] for c in runs.values())}

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim, load_claim_module
+from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim, load_claim_module, selection_stages
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .population import group_populations
@@ -42,8 +42,17 @@ class Plan:
     claims: dict[str, list[str]] = field(default_factory=dict)
     claim_specs: dict[str, dict] = field(default_factory=dict)
     common: dict = field(default_factory=dict)   # fields every run config gets (data, vocab, overrides)
-    staged: set[str] = field(default_factory=set)  # claims with a second stage chosen from results
+    stages: dict[str, int] = field(default_factory=dict)  # staged claim → its number of selection stages
     populations: dict[str, list[str]] = field(default_factory=dict)  # first stage: population_id → run_ids
+
+    @property
+    def staged(self) -> set[str]:
+        """Claims whose later runs are chosen from earlier results (analyze.py defines select_runs)."""
+        return set(self.stages)
+
+    def selections(self, claim: str) -> range:
+        """The stage numbers of a claim's selections: 2, 3, ... (stage 1 is its plan)."""
+        return range(2, 2 + self.stages.get(claim, 0))
 
     def group(self, runs: dict[str, dict]) -> dict[str, list[str]]:
         """Runs packed into populations by the scale's ``population`` settings."""
@@ -79,8 +88,8 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
     for claim in config["claims"]:
         spec_ = load_claim(claim, repro_dir)
         module = load_claim_module(claim, repro_dir)
-        if hasattr(module, "select_runs"):
-            plan.staged.add(claim)
+        if selection_stages(module):
+            plan.stages[claim] = selection_stages(module)
         ids = []
         for cfg in claim_run_configs(spec_, scale, common, module):
             rid = run_id(cfg)

@@ -51,12 +51,21 @@ COMPILE_SECONDS, COMPILE_SPEEDUP, EAGER_FLOPS_PER_S = 45.0, 1.3, 150e12
 COMPILE_MIN_FLOPS = COMPILE_SECONDS * COMPILE_SPEEDUP / (COMPILE_SPEEDUP - 1) * EAGER_FLOPS_PER_S
 
 
+def _shape(cfg: dict) -> GPTConfig:
+    return GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
+
+
+def matmul_params(cfg: dict) -> int:
+    """Non-embedding parameters of one member of a run config's model: hidden matrices, gains and
+    readout (summary.json's ``n_params_matmul``, ``GPT.num_params()``), without building it."""
+    shape = _shape(cfg)
+    d, f = shape.d_model, shape.d_mlp
+    return shape.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d + d * shape.vocab_size
+
+
 def run_flops_per_token(cfg: dict) -> float:
     """Training FLOPs per token of a run config's model (``model.flops_per_token``)."""
-    shape = GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
-    d, f = shape.d_model, shape.d_mlp
-    matmul = shape.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d + d * shape.vocab_size  # hidden, gains, readout
-    return flops_per_token(shape, matmul)
+    return flops_per_token(_shape(cfg), matmul_params(cfg))
 
 
 def population_flops(configs: list[dict]) -> float:
