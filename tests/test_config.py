@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from optclaims.data.corpus import parse_corpus_spec
 from optclaims.plan import build_plan
 from optclaims.errors import ConfigError
 from optclaims.runs import make_run_config, run_id
@@ -101,3 +102,12 @@ def test_a_bad_threshold_stops_the_plan_naming_it(tmp_path, workflow_config, cla
     spec.write_text(original)
     with pytest.raises(ConfigError, match="thresholds.schema.yaml"):
         build_plan(workflow_config, repro)
+
+
+def test_default_corpora_offline_for_smoke_and_gpu_natural_text_for_full():
+    """smoke and gpu must run with no download (the GPU slot has no network); the full scale's
+    claims are about language models, so its default is web text from the hub (issue 12, item 8)."""
+    scales = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())["scales"]
+    assert scales["smoke"]["corpus"]["spec"] == scales["gpu"]["corpus"]["spec"] == "pycode"
+    kind, arg = parse_corpus_spec(scales["full"]["corpus"]["spec"])
+    assert kind == "hf" and "fineweb" in arg.lower() and scales["full"]["corpus"]["max_bytes"]
