@@ -82,8 +82,8 @@ def test_plan_refuses_bad_override_value_and_unknown_override(workflow_config):
 
 @pytest.mark.parametrize("claim, old, new, words", [
     ("clip_norm", "  tau: 1.0\n", "  tua: 1.0\n  tau: 1.0\n", "'tua' was unexpected"),
-    ("clip_norm", "  late_from: 0.5\n", "  late_from: 1.5\n", "late_from = 1.5"),
-    ("muon_efficiency", "  bootstrap: 400\n", "  bootstrap: many\n", 'bootstrap = "many"'),
+    ("clip_norm", "  late_from: 0.75\n", "  late_from: 1.5\n", "late_from = 1.5"),
+    ("muon_efficiency", "  bootstrap: 2000\n", "  bootstrap: many\n", 'bootstrap = "many"'),
     ("spectral_weight_decay", "  rising_from: 0.75\n", "", "'rising_from' is a required property"),
 ])
 def test_a_bad_threshold_stops_the_plan_naming_it(tmp_path, workflow_config, claim, old, new, words):
