@@ -46,6 +46,8 @@ def scale_dir(tmp_path: Path) -> Path:
     write_json(c1 / "verdict.json", verdict(
         "adam_update_rms", "Update RMS of AdamW is about 0.2", "reproduced",
         figures=[{"file": "figures/rms.png", "caption": "Update RMS vs step."}],
+        regime={"non_embedding_params": {"min": 90272, "max": 229696}, "tokens_per_param": {"min": 0.0557, "max": 0.227},
+                "seeds": 2, "corpus": "pycode-v2048-5d5f36f8"},
         sub_claims=[{"name": "beta2 independence", "status": "partially_reproduced",
                      "expected": "flat in β2", "measured": {"value": 0.01, "low": 0.0, "high": 0.02},
                      "criterion": "spread < 0.02"}],
@@ -111,7 +113,7 @@ def test_markdown_has_verdict_rows_and_relative_figures(scale_dir):
     _, md_path = build_report(scale_dir)
     md = md_path.read_text()
     row = next(line for line in md.splitlines() if line.startswith("| Update RMS of AdamW"))
-    assert "| reproduced | no |" in row and "0.2291 [0.2201, 0.2388]" in row
+    assert "| reproduced | 0.0903M–0.23M non-embedding params" in row and row.endswith("| no |") and "0.2291 [0.2201, 0.2388]" in row
     assert "](../claims/adam_update_rms/figures/rms.png)" in md
     assert "Grad norm <= 1 & \\<script>x\\</script>" in md
     assert not re.search(r"(?<!\\)<script", md)  # no tag a Markdown renderer would pass through
@@ -172,3 +174,13 @@ def test_figure_in_custom_out_dir_links_relatively(scale_dir, tmp_path):
     md = build_report(scale_dir, tmp_path / "a" / "b")[1].read_text()
     rel = Path("..", "..", "smoke", "claims", "adam_update_rms", "figures", "rms.png").as_posix()
     assert f"]({rel})" in md
+
+
+def test_each_verdict_states_its_regime_beside_its_status(scale_dir, tmp_path):
+    """Issue 12, item 8: parameters, tokens per parameter, seeds and corpus beside the status."""
+    html_path, md_path = build_report(scale_dir, tmp_path / "out")
+    regime = "0.0903M–0.23M non-embedding params · 0.0557–0.227 tokens/param · 2 seeds · corpus pycode-v2048-5d5f36f8"
+    md = Path(md_path).read_text()
+    assert md.count(regime) == 2  # the verdict table and the claim's section
+    assert regime in Path(html_path).read_text()
+    assert "| — |" in md  # a verdict without a regime says so
