@@ -182,16 +182,18 @@ def arm_status(df: pd.DataFrame, num: dict, th: dict) -> tuple[str, str]:
                                   f"still rising after {th['rising_from']:.0%} of training")
     total = num["total_decay"][ref]
     if total < th["min_total_decay"]:
-        return "inconclusive", f"total decay {total:.2f} at λ = {th['headline_lambda']:g}, below {th['min_total_decay']:g}: decay barely acts"
+        return "inconclusive", (f"total decay {total:.2f} at λ = {th['headline_lambda']:g}, below "
+                                f"{th['min_total_decay']:g}: decay barely acts")
     if control["low"] <= 0 <= control["high"]:
         return "inconclusive", f"the positive control fails: Frobenius − no decay = {interval(control)} contains 0"
     not_beaten = [s for s, p in num["versus"].items() if not p["high"] < 0]
     if delta["high"] < 0 and not not_beaten:
         return "reproduced", f"spectral decay beats Frobenius decay (Δ = {interval(delta)}) and every other setting"
     if delta["high"] < num["margin"]:
-        gain = (f"better than Frobenius, but not resolved better than {', '.join(not_beaten)}: the gain may be only less decay"
-                if delta["high"] < 0 else "no resolved gain")
-        return "partially_reproduced", f"no worse than Frobenius decay within m = {num['margin']:.4f} (Δ = {interval(delta)}); {gain}"
+        gain = (f"better than Frobenius, but not resolved better than {', '.join(not_beaten)}: "
+                "the gain may be only less decay" if delta["high"] < 0 else "no resolved gain")
+        return "partially_reproduced", (f"no worse than Frobenius decay within m = {num['margin']:.4f} "
+                                        f"(Δ = {interval(delta)}); {gain}")
     return "inconclusive", f"Δ = {interval(delta)} reaches past the margin m = {num['margin']:.4f}"
 
 
@@ -270,16 +272,16 @@ def arm_measured(arm: str, num: dict, th: dict) -> dict:
            f"{label}: control, {ref} − {CONTROL}": pair(num["control"])}
     out.update({f"{label}: {cand} − {s}": pair(p) for s, p in num["versus"].items()})
     out.update({f"{label}: total decay lr·λ·Σschedule, {s}": measured(v) for s, v in num["total_decay"].items() if v > 0})
-    out.update({f"{label}: σ_max / no decay, {s}": measured(math.exp(p["mean"]), math.exp(p["low"]), math.exp(p["high"]), "×", level)
+    out.update({f"{label}: σ_max / no decay, {s}": measured(*(math.exp(p[k]) for k in ("mean", "low", "high")), "×", level)
                 for s, p in num["sigma_max_vs_control"].items()})
     return out
 
 
-def settings_table(df: pd.DataFrame, arms: dict) -> pd.DataFrame:
+def settings_table(df: pd.DataFrame, arms: dict, th: dict) -> pd.DataFrame:
     """One row per arm and setting: seeds, total decay, loss and its paired difference from no decay, spectra."""
     rows = []
     for (arm, name), g in df.groupby(["arm", "setting"]):
-        vs = paired_difference(df[df.arm == arm], name, CONTROL) if name != CONTROL else None
+        vs = paired_difference(df[df.arm == arm], name, CONTROL, level=th["level"]) if name != CONTROL else None
         sig = (arms.get(arm, {}).get("numbers") or {}).get("sigma_max_vs_control", {}).get(name)
         rows.append({"arm": arm, "setting": name, "seeds": g.seed.nunique(), "total_decay": g.total_decay.max(),
                      "mean_val_loss": g.final_val_loss.mean(), "std_val_loss": g.final_val_loss.std(ddof=1),
@@ -338,7 +340,8 @@ def plot_paired_differences(ctx, arms: dict) -> None:
     for ax, (arm, a) in zip(axes[0], shown.items()):
         rows = pd.DataFrame(comparison_rows(arm, a["numbers"], th))
         y = np.arange(len(rows))[::-1]
-        ax.errorbar(rows["mean"], y, xerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]], fmt="o", color="C0", capsize=3)
+        ax.errorbar(rows["mean"], y, xerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]], fmt="o", color="C0",
+                    capsize=3)
         ax.axvline(0, color="0.3", lw=0.8)
         ax.axvline(a["numbers"]["margin"], color="C3", lw=0.8, ls=":", label="margin m")
         ax.set_yticks(y, rows.comparison, fontsize=7)
@@ -408,4 +411,4 @@ def analyze(ctx):
              "spectral decay: 10 power iterations from the all-ones vector at every step (Su's rule), on the hidden and "
              "readout matrices, before the optimizer's step; total decay for the hidden matrices"]
     df.to_csv(ctx.out_dir / "runs.csv", index=False)
-    return ctx.verdict(status, meas, reason + ".", subs, notes), settings_table(df, arms)
+    return ctx.verdict(status, meas, reason + ".", subs, notes), settings_table(df, arms, th)
