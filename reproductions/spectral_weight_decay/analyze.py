@@ -265,13 +265,14 @@ def arm_sub_claims(arm: str, decision: dict, th: dict) -> list[dict]:
 
 
 def arm_measured(arm: str, num: dict, th: dict) -> dict:
+    """The headline numbers of one arm; spectral against the other settings and every setting's total
+    decay are in its sub-claims and the table."""
     label, h, level = ARM_LABELS.get(arm, arm), headline(th), f"{th['level']:.0%} paired t interval"
     ref, cand = h["reference"], h["candidate"]
     pair = lambda p, note=level: measured(p["mean"], p["low"], p["high"], "nats/token", note)  # noqa: E731
     out = {f"{label}: Δ val loss, {cand} − {ref}": pair(num["delta"], f"{level}; margin m = {num['margin']:.4f}"),
            f"{label}: control, {ref} − {CONTROL}": pair(num["control"])}
-    out.update({f"{label}: {cand} − {s}": pair(p) for s, p in num["versus"].items()})
-    out.update({f"{label}: total decay lr·λ·Σschedule, {s}": measured(v) for s, v in num["total_decay"].items() if v > 0})
+    out[f"{label}: total decay lr·λ·Σschedule, {ref}"] = measured(num["total_decay"].get(ref, math.nan))
     out.update({f"{label}: σ_max / no decay, {s}": measured(*(math.exp(p[k]) for k in ("mean", "low", "high")), "×", level)
                 for s, p in num["sigma_max_vs_control"].items()})
     return out
