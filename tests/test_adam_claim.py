@@ -305,6 +305,15 @@ def test_size_line_is_inconclusive_when_untuned_or_short_or_off_reference():
     assert claim.decide_size(claim.best_per_width(edge.iloc[:0]), claim.size_exponents(claim.best_per_width(edge.iloc[:0]), 0.95), [], TH)[0] == "inconclusive"
 
 
+def test_seeds_of_one_lr_are_averaged_before_the_optimum_is_read():
+    one = synthetic_sweep(np.random.default_rng(5), lambda init, w: 0.22)
+    two = pd.concat([one, one.assign(final_val_loss=one.final_val_loss + 0.002, rms_hidden=one.rms_hidden * 1.01,
+                                     run_id=one.run_id + "s1")])
+    a, b = claim.best_per_width(one), claim.best_per_width(two)
+    assert (a.log2_lr == b.log2_lr).all() and np.allclose(b.rms_hidden, a.rms_hidden * math.sqrt(1.01))
+    assert size_status(two) == "reproduced"
+
+
 def test_size_exponent_recovers_a_known_power_law():
     sweep = synthetic_sweep(np.random.default_rng(3), lambda init, w: 0.2 * (w / 64) ** (0.3 if init == "sp" else -0.1))
     fits = claim.size_exponents(claim.best_per_width(sweep), 0.95).set_index("parametrization")

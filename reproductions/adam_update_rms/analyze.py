@@ -264,7 +264,7 @@ def best_per_width(sweep: pd.DataFrame) -> pd.DataFrame:
     grid's edge or every run diverged."""
     rows = []
     for (init, width), g in sweep.groupby(["parametrization", "width"]):
-        g = g.sort_values("log2_lr")
+        g = per_lr(g)
         loss = g.final_val_loss.astype(float).to_numpy()
         grid_best, vertex, edge = interpolated_optimum(g.log2_lr.to_numpy(float), loss)
         row = {"parametrization": init, "width": width, "best_grid_log2_lr": grid_best, "log2_lr": vertex,
@@ -279,6 +279,15 @@ def best_per_width(sweep: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     columns = ["parametrization", "width", "best_grid_log2_lr", "log2_lr", "rms_hidden", "final_val_loss", "run_id", "tuned", "why"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def per_lr(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per LR of a width's grid: the mean over seeds of the final loss (∞ if a seed
+    diverged) and of ln RMS, and the first seed's run_id."""
+    runs = runs.assign(ln_rms=np.log(runs.rms_hidden.astype(float).where(runs.rms_hidden > 0)))
+    out = runs.groupby("log2_lr", as_index=False).agg(final_val_loss=("final_val_loss", "mean"), ln_rms=("ln_rms", "mean"),
+                                                      run_id=("run_id", "first"))
+    return out.assign(rms_hidden=np.exp(out.ln_rms)).sort_values("log2_lr")
 
 
 def size_exponents(best: pd.DataFrame, level: float) -> pd.DataFrame:
