@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from optclaims.data.corpus import parse_corpus_spec
+from optclaims.claims import finish_run_configs
 from optclaims.plan import build_plan
 from optclaims.errors import ConfigError
 from optclaims.runs import make_run_config, run_id
@@ -111,3 +112,27 @@ def test_default_corpora_offline_for_smoke_and_gpu_natural_text_for_full():
     assert scales["smoke"]["corpus"]["spec"] == scales["gpu"]["corpus"]["spec"] == "pycode"
     kind, arg = parse_corpus_spec(scales["full"]["corpus"]["spec"])
     assert kind == "hf" and "fineweb" in arg.lower() and scales["full"]["corpus"]["max_bytes"]
+
+
+def test_lm_eval_scores_only_the_runs_a_claim_names(workflow_config):
+    """adam_update_rms names its β grid (evaluated_runs): the width sweep it shares with mup_transfer
+    is not scored; a claim with `evaluate: false` scores nothing; one without the hook, everything."""
+    from optclaims.claims import grid_runs, load_claim
+
+    plan = build_plan(workflow_config, REPRO)
+    grid = {run_id(c) for c in finish_run_configs("adam_update_rms", "smoke",
+                                                  grid_runs(load_claim("adam_update_rms", REPRO)["scales"]["smoke"]), plan.common)}
+    scored = {r for r in plan.claims["adam_update_rms"] if plan.evaluates("adam_update_rms", r)}
+    assert scored == grid and len(plan.claims["adam_update_rms"]) > len(grid)
+    assert not any(plan.evaluates("mup_transfer", r) for r in plan.claims["mup_transfer"])
+
+
+def test_evaluated_runs_outside_the_plan_stop_it(tmp_path, workflow_config):
+    import shutil
+
+    repro = tmp_path / "reproductions"
+    shutil.copytree(REPRO, repro)  # the size sweep reads mup_transfer's plan
+    path = repro / "adam_update_rms" / "analyze.py"
+    path.write_text(path.read_text() + '\n\ndef evaluated_runs(block):\n    return [{**grid_runs(block)[0], "lr": 0.5}]\n')
+    with pytest.raises(ConfigError, match="evaluated_runs names runs that are not in its plan"):
+        build_plan({**workflow_config, "claims": ["adam_update_rms"]}, repro)

@@ -38,10 +38,10 @@ def claim_runs(wc):
 
 
 def analysis_inputs(wc):
-    """Each run's population, and its lm-eval results unless the claim says `evaluate: false`."""
+    """Each run's population, and the lm-eval results of the runs the claim has scored (none with
+    `evaluate: false`; only those of `evaluated_runs` where its analyze.py names them)."""
     runs = claim_runs(wc)
-    evaluated = PLAN.claim_specs[wc.claim].get("evaluate", True)
-    return trained(runs) + ([f"{SCALE_DIR}/runs/{r}/eval.json" for r in runs] if evaluated else [])
+    return trained(runs) + [f"{SCALE_DIR}/runs/{r}/eval.json" for r in runs if PLAN.evaluates(wc.claim, r)]
 
 
 rule analyze:

@@ -35,6 +35,12 @@ def plan_runs(block: dict) -> list[dict]:
     return grid_runs(block) + size_sweep_runs(block.get("size_sweep"))
 
 
+def evaluated_runs(block: dict) -> list[dict]:
+    """The runs lm-eval scores for this claim: its β grid. The width sweep is the other claim's
+    (which reads no lm-eval), and scoring it would cost more than the rest of the claim."""
+    return grid_runs(block)
+
+
 def size_sweep_runs(sweep: dict | None, repro_dir: Path = REPRO_DIR) -> list[dict]:
     """The width sweep another claim already trains: that claim's own plan at the named scale, kept
     to its AdamW runs at base depth that record no activations (its LR grid per width and

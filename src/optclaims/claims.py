@@ -7,7 +7,9 @@ earlier results (e.g. budgets at the best learning rate of a sweep) also defines
 ``select_runs(ctx)``; the workflow runs it as a Snakemake checkpoint once the first runs exist.
 A claim with several rounds of selection (e.g. coordinate descent, then budgets at the tuned
 config) sets ``SELECTION_STAGES = n``: select_runs is then called for stages 2 … n + 1
-(``ctx.stage``), each time with every run of the earlier stages."""
+(``ctx.stage``), each time with every run of the earlier stages. With ``evaluate: true`` lm-eval
+scores every run of the claim, or only ``evaluated_runs(scale_spec)`` (fields, like plan_runs)
+where analyze.py defines it."""
 
 from __future__ import annotations
 

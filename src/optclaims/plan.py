@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import DEFAULT_REPRO_DIR, claim_run_configs, load_claim, load_claim_module, selection_stages
+from .claims import (DEFAULT_REPRO_DIR, claim_run_configs, finish_run_configs, load_claim, load_claim_module,
+                     selection_stages)
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .population import group_populations
@@ -44,6 +45,14 @@ class Plan:
     common: dict = field(default_factory=dict)   # fields every run config gets (data, vocab, overrides)
     stages: dict[str, int] = field(default_factory=dict)  # staged claim → its number of selection stages
     populations: dict[str, list[str]] = field(default_factory=dict)  # first stage: population_id → run_ids
+    evaluated: dict[str, set[str]] = field(default_factory=dict)  # claim → the run_ids lm-eval scores, where not all
+
+    def evaluates(self, claim: str, rid: str) -> bool:
+        """Does lm-eval score this run for this claim? Never with ``evaluate: false``; else every run
+        of the claim, or only those its analysis names (``evaluated_runs`` in analyze.py)."""
+        if not self.claim_specs[claim].get("evaluate", True):
+            return False
+        return claim not in self.evaluated or rid in self.evaluated[claim]
 
     @property
     def staged(self) -> set[str]:
@@ -96,6 +105,12 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
             plan.runs[rid] = cfg
             ids.append(rid)
         plan.claims[claim] = list(dict.fromkeys(ids))  # one spelling of a run, however often asked for
+        if hasattr(module, "evaluated_runs"):
+            fields = module.evaluated_runs(spec_["scales"][scale])
+            plan.evaluated[claim] = {run_id(c) for c in finish_run_configs(claim, scale, fields, common)}
+            stray = plan.evaluated[claim] - set(ids)
+            if stray:
+                raise ConfigError(f"claim {claim!r}: evaluated_runs names runs that are not in its plan: {sorted(stray)}")
         plan.claim_specs[claim] = spec_
     plan.populations = plan.group(plan.runs)
     return plan
