@@ -215,6 +215,8 @@ def tau_effects(taus: pd.DataFrame, block: dict, th: dict) -> pd.DataFrame:
     spec = block["tau_sweep"]
     labels = ["none" if t is None else f"{t:g}" for t in spec["taus"]]
     seeds, tau_label = list(spec["seeds"]), f"{th['tau']:g}"
+    if tau_label not in labels:
+        raise ValueError(f"clip_norm: thresholds tau = {th['tau']} is not one of tau_sweep.taus = {spec['taus']}")
     rows = []
     for arm, ga in taus.groupby("arm"):
         mats = {w: tau_matrix(g, labels, seeds) for w, g in ga.groupby("width")}
@@ -223,12 +225,13 @@ def tau_effects(taus: pd.DataFrame, block: dict, th: dict) -> pd.DataFrame:
         q = studentized_range_quantile(th["tau_test_level"], len(labels), dof) if dof else math.nan
         hsd = q * sigma / math.sqrt(len(seeds))
         for w, m in mats.items():
-            means = dict(zip(labels, np.where(np.isnan(m).any(axis=1), np.nan, m.mean(axis=1))))
-            finite = [v for v in means.values() if not math.isnan(v)]
-            best = min(finite) if finite else math.nan
-            rows.append({"arm": arm, "width": w, "means": means, "best_tau": min(means, key=lambda t: means[t] if not math.isnan(means[t]) else math.inf),
-                         "gap": means[tau_label] - best, "range": max(finite) - best if finite else math.nan,
-                         "sigma": sigma, "dof": dof, "hsd": hsd, "complete": not np.isnan(m).any()})
+            means = dict(zip(labels, np.where(np.isnan(m).any(axis=1), np.nan, m.mean(axis=1))))  # ∞: a seed diverged
+            known = {t: v for t, v in means.items() if not math.isnan(v)}
+            best_tau = min(known, key=known.get) if known else None
+            best = known[best_tau] if known else math.nan
+            rows.append({"arm": arm, "width": w, "means": means, "best_tau": best_tau, "gap": means[tau_label] - best,
+                         "range": max(known.values()) - best if known else math.nan, "sigma": sigma, "dof": dof,
+                         "hsd": hsd, "complete": not np.isnan(m).any()})
     out = pd.DataFrame(rows, columns=["arm", "width", "means", "best_tau", "gap", "range", "sigma", "dof", "hsd", "complete"])
     return out.assign(tau1_worse=out.gap > out.hsd, resolved=out.range > out.hsd)
 
