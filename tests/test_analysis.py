@@ -56,7 +56,9 @@ def test_regime_spans_params_tokens_per_param_seeds_and_corpus():
         cfg = {"steps": 100, "batch_size": 8, "seq_len": 64, "seed": seed, "data": "pycode-v64-abc", "d_model": d}
         return Run(f"{i:012x}", cfg, {"status": "ok", "n_params_matmul": 1000 * d}, pd.DataFrame())
 
-    r = regime([run(0, 32, 0), run(1, 64, 1), run(2, 64, 0)])
+    check = run(3, 512, 0)
+    check.config["activation_steps"] = 3  # a coordinate check: not part of the training regime
+    r = regime([run(0, 32, 0), run(1, 64, 1), run(2, 64, 0), check])
     assert r["non_embedding_params"] == {"min": 32000, "max": 64000}
     assert r["tokens_per_param"] == {"min": pytest.approx(51200 / 64000), "max": pytest.approx(51200 / 32000)}
     assert r["seeds"] == 2 and r["corpus"] == "pycode-v64-abc"

@@ -147,8 +147,9 @@ def tokens_of(cfg: dict) -> int:
 def regime(runs: list[Run]) -> dict:
     """The regime a verdict speaks for: non-embedding parameters (matmul weights, readout
     included, and gains: ``n_params_matmul`` of summary.json), tokens per such parameter, seeds,
-    and the corpus (the data id of the runs). Ranges over the runs that finished."""
-    ok = [r for r in runs if r.summary.get("n_params_matmul")]
+    and the corpus (the data id of the runs). Ranges over the runs that finished, leaving out
+    coordinate-check runs (``activation_steps``: a few steps that record activations, not training)."""
+    ok = [r for r in runs if r.summary.get("n_params_matmul") and not r.config.get("activation_steps")]
     params = sorted({int(r.summary["n_params_matmul"]) for r in ok})
     tpp = [tokens_of(r.config) / r.summary["n_params_matmul"] for r in ok]
     seeds = sorted({r.config.get("seed", 0) for r in runs})
