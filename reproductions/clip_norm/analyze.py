@@ -557,6 +557,10 @@ def measurements(j: dict, block: dict) -> dict:
         meas[f"late median norm over widths, {init}"] = measured(g.late_median.median(), g.late_median.min(),
                                                                  g.late_median.max(), note="median [min, max] over widths")
         meas[f"width exponent α of the late median, {init}"] = measured(slope(g.width, g.late_median))
+    control = j["best"][j["best"].arm == "control"]
+    if len(control):
+        meas["late median norm of the SGD control"] = measured(control.late_median.median(), control.late_median.min(),
+                                                               control.late_median.max(), note="median [min, max] over widths")
     meas["norm at initialisation"] = measured(sizes.norm_init.median(), sizes.norm_init.min(), sizes.norm_init.max(),
                                               note="median [min, max] over sizes")
     meas["late-median drift from the settling reference"] = measured(sizes.drift.abs().max(), note="largest |drift| over sizes")
