@@ -180,7 +180,7 @@ def test_select_runs_is_the_tau_sweep_at_each_arm_and_width_best_lr():
     per_cell = len(taus["taus"]) * len(taus["seeds"]) - 1  # τ none at seed 0 is the stage-1 run
     assert len(stage2) == 2 * len(taus["widths"]) * per_cell
     adam = {(r.config["d_model"], r.config["lr"]) for r in stage2 if r.config["optimizer"] == "adamw"}
-    assert adam == {(64, 2.0 ** -8), (512, 2.0 ** -11)}  # nearest grid points to −8.3 and −11.3
+    assert adam == {(32, 2.0 ** -7), (256, 2.0 ** -10)}  # nearest grid points to −7.3 and −10.3
     assert {r.config["lr"] for r in stage2 if r.config["optimizer"] == "sgd"} == {2.0 ** -5}
     assert {r.config["clip"] for r in stage2} == set(taus["taus"])
     assert all(r.config["parametrization"] == "sp" for r in stage2)
@@ -233,9 +233,9 @@ def test_a_norm_still_rising_in_the_last_quarter_makes_the_norm_lines_inconclusi
 
 def test_one_unsettled_size_is_named_and_blocks_reproduced():
     settled, rising = flat_norm(), flat_norm(drift=1.0)
-    j = judged(World(norm=lambda c: rising(c) if c["d_model"] == 512 and c["optimizer"] == "adamw" else settled(c)))
+    j = judged(World(norm=lambda c: rising(c) if c["d_model"] == 256 and c["optimizer"] == "adamw" else settled(c)))
     measured = line(j, "late-phase median")["measured"]
-    assert "not settled:" in measured and "sp d512×4 (drift +40%)" in measured and "sp d256×4 (drift" not in measured
+    assert "not settled:" in measured and "sp d256×4 (drift +40%)" in measured and "sp d128×4 (drift" not in measured
     assert line(j, "late-phase median")["status"] == "inconclusive" and j["status"] != "reproduced"
 
 

@@ -381,7 +381,7 @@ def test_analysis_writes_the_verdict_figures_and_seed_table(tmp_path):
 
 def test_analysis_of_a_single_width_is_inconclusive_not_a_crash(tmp_path):
     """What a toy run_overrides (one d_model for every run) leaves the analysis: no seed-check width, one width."""
-    runs = [Run(r.run_id, {**r.config, "d_model": 32}, r.summary, r.metrics) for r in world()
+    runs = [Run(r.run_id, {**r.config, "d_model": 48}, r.summary, r.metrics) for r in world()
             if r.config["seed"] == GPU["seed"] and r.config["d_model"] == GPU["widths"][0]]
     assert claim.select_runs(ClaimContext("mup_transfer", SPEC, "gpu", False, runs, tmp_path)) == []
     verdict, table = claim.analyze(ClaimContext("mup_transfer", SPEC, "gpu", False, runs, tmp_path))
