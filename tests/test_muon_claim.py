@@ -193,3 +193,12 @@ def test_power_a_smaller_multiplier_is_never_called_reproduced(false_multiplier,
 def test_more_seed_noise_than_the_budgets_resolve_is_inconclusive():
     statuses = [verdict_of(all_stages(World(2.0, noise=0.08, draw=d)))[0] for d in range(5)]
     assert statuses.count("inconclusive") >= 4 and "reproduced" not in statuses, statuses
+
+
+def test_runs_of_no_planned_size_give_an_inconclusive_verdict_not_a_crash(tmp_path):
+    """What a toy run_overrides (one d_model for every run) leaves the analysis."""
+    runs = [Run(r.run_id, {**r.config, "d_model": 48}, r.summary, r.metrics) for r in all_stages(World(2.0, noise=0.0))[:6]]
+    ctx = ClaimContext("muon_efficiency", SPEC, "smoke", False, runs, tmp_path, stage=2)
+    assert claim.select_runs(ctx) == []
+    verdict, table = claim.analyze(ClaimContext("muon_efficiency", SPEC, "smoke", False, runs, tmp_path))
+    assert verdict["status"] == "inconclusive" and table.empty

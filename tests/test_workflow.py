@@ -232,6 +232,7 @@ def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulat
         assert resumed["final_train_loss"] == uninterrupted["final_train_loss"]
     summaries = [json.loads((runs / rid / "summary.json").read_text()) for rid in verdict["runs"]]
     assert any(s["resumed_from_step"] for s in summaries if s["population"]["id"] in interrupted)
-    assert len({s["population"]["id"] for s in summaries}) == 2  # 15 runs, at most 8 to a population
+    sizes = {s["population"]["id"]: s["population"]["size"] for s in summaries}
+    assert len(sizes) >= 2 and max(sizes.values()) <= 8  # 18 runs in two optimizer arms, at most 8 to a population
     logs = " ".join(p.read_text() for p in (tmp_path / "results/smoke/logs/train").glob("*.log"))
     assert "device 0 (share 1 of 1)" in logs and "device 1 (share 1 of 1)" in logs

@@ -428,6 +428,8 @@ def sub_claims(sizes: pd.DataFrame, th: dict) -> list[dict]:
 
 def plot_lr_sweeps(ctx, df: pd.DataFrame, block: dict) -> None:
     sweep = full_budget(df[df.seed == block["seeds"][0]]).copy()
+    if sweep.empty:
+        return
     sweep["settings"] = [f"β2 {b:g}, λ {w:g}, warm-up {f:g}" for b, w, f in zip(sweep.beta2, sweep.weight_decay, sweep.warmup_frac)]
     sweep["log2 lr"] = np.log2(sweep.lr)
     sweep["val loss"] = sweep.final_val_loss.replace(np.inf, np.nan)
