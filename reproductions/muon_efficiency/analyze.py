@@ -264,11 +264,17 @@ def multiplier_interval(muon_tokens, muon_loss, adam_tokens, adam_loss, sigma_me
     return float(np.percentile(out, 2.5)), float(np.percentile(out, 97.5))
 
 
-def budget_curve(df: pd.DataFrame, size: str, opt: str, hypers: dict, lr: float) -> pd.DataFrame:
-    """Seed-mean final loss per budget of one (size, optimizer, settings, LR); diverged counts ∞."""
+def budget_points(df: pd.DataFrame, size: str, opt: str, hypers: dict, lr: float) -> pd.DataFrame:
+    """The runs of one (size, optimizer, settings, LR): every budget and seed."""
     d = df[(df["size"] == size) & (df.optimizer == opt) & np.isclose(df.lr, lr)]
     for h in HYPERS:
         d = d[np.isclose(d[h], hypers[h])]
+    return d
+
+
+def budget_curve(df: pd.DataFrame, size: str, opt: str, hypers: dict, lr: float) -> pd.DataFrame:
+    """Seed-mean final loss per budget of one (size, optimizer, settings, LR); diverged counts ∞."""
+    d = budget_points(df, size, opt, hypers, lr)
     return (d.assign(diverged=d.status != "ok").groupby("tokens")
             .agg(loss=("final_val_loss", "mean"), seeds=("seed", "nunique"), diverged=("diverged", "sum")).reset_index())
 
@@ -451,7 +457,7 @@ def plot_budgets(ctx, df: pd.DataFrame, sizes: pd.DataFrame, block: dict) -> Non
             if lr is None or not np.isfinite(lr):
                 continue
             curve = budget_curve(df, s["size"], opt, tuned[opt], lr)
-            pts = df[(df["size"] == s["size"]) & (df.optimizer == opt) & np.isclose(df.lr, lr)]
+            pts = budget_points(df, s["size"], opt, tuned[opt], lr)
             ax.scatter(pts.tokens, pts.final_val_loss.replace(np.inf, np.nan), color=color, s=14, alpha=0.6)
             ax.plot(curve.tokens, curve.loss.replace(np.inf, np.nan), color=color, marker="o", label=f"{opt} (lr {lr:g})")
         if np.isfinite(s.get("adamw_loss", np.nan)):
