@@ -141,3 +141,13 @@ def test_report_names_the_failed_figure_keeps_a_history_and_the_gate_exits_non_z
 def test_compare_refuses_a_baseline_of_another_scale():
     with pytest.raises(ValueError, match="scale 'smoke'"):
         compare(bless(figures(), "x"), figures(scale="gpu"))
+
+
+def test_figures_resting_on_wall_time_are_left_out_of_the_check():
+    """A wall-clock figure differs between any two runs; the nightly compares outcomes, not speed."""
+    from optclaims.analysis import measured
+    from optclaims.regression.figures import claim_figures
+
+    verdict = {"status": "reproduced", "measured": {"loss": measured(3.0, unit="nats"),
+                                                    "wall-clock multiplier": measured(1.8, timing=True)}}
+    assert set(claim_figures(verdict)["figures"]) == {"loss"}

@@ -527,7 +527,7 @@ def analyze(ctx):
         meas[f"token multiplier, {label}"] = measured(s.multiplier, s.low, s.high, "×", note=note)
         speed = s.muon_tokens_per_s / s.adamw_tokens_per_s
         if np.isfinite(speed) and s.kind == "exact":
-            meas[f"wall-clock multiplier, {label}"] = measured(s.multiplier * speed, s.low * speed, s.high * speed, "×",
+            meas[f"wall-clock multiplier, {label}"] = measured(s.multiplier * speed, s.low * speed, s.high * speed, "×", timing=True,
                                                                note=f"token multiplier × Muon/AdamW steady tokens/s per member ({speed:.2f}; "
                                                                     f"median population sizes {s.muon_population_size:g} and {s.adamw_population_size:g})")
         meas[f"AdamW full-budget loss, {label}"] = measured(s.adamw_loss, unit="nats/token", note=f"σ_seed {s.sigma_seed:.4f}")

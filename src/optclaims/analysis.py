@@ -73,10 +73,12 @@ class ClaimContext:
         return self.spec.get("thresholds", {})
 
     def save_figure(self, fig, name: str, caption: str) -> None:
-        """Save a matplotlib figure under figures/ and list it (with its caption) in the verdict."""
+        """Save a matplotlib figure under figures/ as PNG (for the HTML report, listed with its caption
+        in the verdict) and as vector PDF beside it (for papers)."""
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
         self.figures.append({"file": f"figures/{name}.png", "caption": caption})
 
     @property
@@ -207,12 +209,16 @@ def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def measured(value: float, low: float | None = None, high: float | None = None, unit: str | None = None, note: str | None = None) -> dict:
-    """One measured figure with its interval, JSON-safe (NaN and ∞ become null)."""
+def measured(value: float, low: float | None = None, high: float | None = None, unit: str | None = None,
+             note: str | None = None, timing: bool = False) -> dict:
+    """One measured figure with its interval, JSON-safe (NaN and ∞ become null). ``timing``: it
+    rests on measured wall time, which no two runs repeat, so the nightly check leaves it out."""
     clean = lambda x: None if x is None or not np.isfinite(x) else float(x)  # noqa: E731
     out = {"value": clean(value), "low": clean(low), "high": clean(high), "unit": unit}
     if note:
         out["interval"] = note
+    if timing:
+        out["timing"] = True
     return out
 
 

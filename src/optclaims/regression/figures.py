@@ -50,30 +50,41 @@ def seed_group(runs: dict[str, dict], rid: str) -> list[str]:
     return [rid] + [r for r, cfg in runs.items() if r != rid and sans_seed(cfg) == target]
 
 
+def claim_figures(verdict: dict) -> dict:
+    """A claim's status, its sub-claims' statuses and its measured figures, from its verdict; not
+    the figures that rest on wall time (``timing``): speed is the benchmarks' to watch."""
+    return {
+        "status": verdict["status"],
+        "sub_claims": {s["name"]: s["status"] for s in verdict.get("sub_claims") or []},
+        "figures": {name: {k: m.get(k) for k in ("value", "low", "high", "unit")}
+                    for name, m in (verdict.get("measured") or {}).items() if isinstance(m, dict) and not m.get("timing")},
+    }
+
+
+def reference_run_figures(key: str, group: list[str], summaries: list[dict], config: dict) -> dict:
+    """One reference run (``group[0]``, its summary first) with the seed spread of its seed group."""
+    s = summaries[0]
+    losses = [x["final_val_loss"] for x in summaries if x["status"] == "ok"]
+    return {
+        "run_id": group[0], "claim": key.rsplit("/", 1)[0], "config": config,
+        "status": s["status"], "final_val_loss": s["final_val_loss"],
+        "seed_sigma": statistics.stdev(losses) if len(losses) >= 2 else None, "n_seeds": len(losses),
+        "device": s.get("device"), "git_commit": s.get("git_commit"), "versions": s.get("versions"),
+    }
+
+
+def figures_of(scale: str, measured_at: str, rule: dict, claims: dict, runs: dict) -> dict:
+    """figures.json from its parts; the code version is that of the first reference run."""
+    first = next(iter(runs.values()), {})
+    return {"scale": scale, "measured_at": measured_at, "tolerance": tolerance_rule(rule), "claims": claims,
+            "reference_runs": runs, "git_commit": first.get("git_commit"), "versions": first.get("versions")}
+
+
 def collect(scale_dir: Path, scale: str, claims: list[str], groups: dict[str, list[str]], rule: dict) -> dict:
     """figures.json: the measured state of one results directory."""
     scale_dir = Path(scale_dir)
-    out = {"scale": scale, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "tolerance": tolerance_rule(rule), "claims": {}, "reference_runs": {}}
-    for claim in claims:
-        v = read_json(scale_dir / "claims" / claim / "verdict.json")
-        out["claims"][claim] = {
-            "status": v["status"],
-            "sub_claims": {s["name"]: s["status"] for s in v.get("sub_claims") or []},
-            "figures": {name: {k: m.get(k) for k in ("value", "low", "high", "unit")}
-                        for name, m in (v.get("measured") or {}).items() if isinstance(m, dict)},
-        }
-    for key, group in groups.items():
-        summaries = [read_json(scale_dir / "runs" / r / "summary.json") for r in group]
-        s = summaries[0]
-        losses = [x["final_val_loss"] for x in summaries if x["status"] == "ok"]
-        out["reference_runs"][key] = {
-            "run_id": group[0], "claim": key.rsplit("/", 1)[0],
-            "config": read_json(scale_dir / "runs" / group[0] / "config.json"),
-            "status": s["status"], "final_val_loss": s["final_val_loss"],
-            "seed_sigma": statistics.stdev(losses) if len(losses) >= 2 else None, "n_seeds": len(losses),
-            "device": s.get("device"), "git_commit": s.get("git_commit"), "versions": s.get("versions"),
-        }
-    first = next(iter(out["reference_runs"].values()), {})
-    out["git_commit"], out["versions"] = first.get("git_commit"), first.get("versions")
-    return out
+    figures = {c: claim_figures(read_json(scale_dir / "claims" / c / "verdict.json")) for c in claims}
+    runs = {key: reference_run_figures(key, group, [read_json(scale_dir / "runs" / r / "summary.json") for r in group],
+                                       read_json(scale_dir / "runs" / group[0] / "config.json"))
+            for key, group in groups.items()}
+    return figures_of(scale, datetime.now(timezone.utc).isoformat(timespec="seconds"), rule, figures, runs)
