@@ -5,6 +5,12 @@
 #               results/baselines/$(SCALE).json; exits non-zero on a flipped status or a figure
 #               outside its tolerance (results/$(SCALE)/regression/report.md says which)
 # make bless REASON="..." : make the current results the new baseline, recording why
+# make gpu-reference CLAIMS="a b" : on a GPU, the gpu scale of those claims, packed into $(ARCHIVE)
+# make file-reference ARCHIVE=... : file a packed archive into results/reference/gpu, then rebuild
+#               the reference report and the README's table (commit results/reference and README.md)
+# make reference-report : the HTML and Markdown report of results/reference/gpu (any CPU, no training)
+# make readme-table     : rewrite the README's gpu reference table from results/reference/gpu
+# make bless-reference REASON="..." : results/baselines/gpu.json from the committed gpu references
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -12,7 +18,14 @@ SCALE   ?= smoke
 CORES   ?= all
 STAMP   := $(VENV)/.installed
 
-.PHONY: report test nightly bless install clean-results
+ARCHIVE ?= results/reference-gpu.tgz
+GPUS    ?= 1
+REFERENCE := results/reference/gpu
+comma   := ,
+empty   :=
+space   := $(empty) $(empty)
+
+.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table bless-reference
 
 # torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
 # requirement that names torch is then already satisfied, so no CUDA build is pulled in.
@@ -38,6 +51,29 @@ bless: $(STAMP)
 	$(BIN)/snakemake regression_figures --cores $(CORES) --config scale=$(SCALE)
 	$(BIN)/optclaims bless --figures results/$(SCALE)/regression/figures.json \
 		--baseline results/baselines/$(SCALE).json --reason "$(REASON)"
+
+# The claims are checked (known, evidential at gpu scale) by the plan before any job and by the pack after.
+gpu-reference: $(STAMP)
+	@test -n "$(strip $(CLAIMS))" || { echo 'make gpu-reference needs CLAIMS="claim [claim...]"' >&2; exit 2; }
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --config scale=gpu "claims=[$(subst $(space),$(comma),$(strip $(CLAIMS)))]" --resources gpu=$(GPUS)
+	$(BIN)/optclaims pack-reference --scale-dir results/gpu --claims "$(CLAIMS)" --out $(ARCHIVE)
+
+file-reference: $(STAMP)
+	@test -n "$(ARCHIVE)" -a -f "$(ARCHIVE)" || { echo 'make file-reference needs ARCHIVE=<an archive from make gpu-reference> (got "$(ARCHIVE)")' >&2; exit 2; }
+	$(BIN)/optclaims file-reference $(ARCHIVE) --reference $(REFERENCE)
+	$(BIN)/optclaims reference-report --reference $(REFERENCE)
+	$(BIN)/optclaims readme-table --reference $(REFERENCE)
+
+reference-report: $(STAMP)
+	$(BIN)/optclaims reference-report --reference $(REFERENCE)
+
+readme-table: $(STAMP)
+	$(BIN)/optclaims readme-table --reference $(REFERENCE)
+
+bless-reference: $(STAMP)
+	@test -n "$(REASON)" || { echo 'make bless-reference needs REASON="which references and why they are right"' >&2; exit 2; }
+	$(BIN)/optclaims reference-figures --reference $(REFERENCE) --out results/gpu-reference-figures.json
+	$(BIN)/optclaims bless --figures results/gpu-reference-figures.json --baseline results/baselines/gpu.json --reason "$(REASON)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -174,6 +174,62 @@ def _bless(a):
     print(f"blessed {a.baseline}: {len(baseline['claims'])} claims, {n} figures, because: {baseline['blessed']['reason']}")
 
 
+def _pack_reference(a):
+    from .reference.pack import pack_reference
+
+    packed = pack_reference(Path(a.scale_dir), a.claims, Path(a.out), Path(a.root))
+    sizes = ", ".join(f"{c} {n / 2**20:.2f} MiB" for c, n in packed["claims"].items())
+    print(f"packed {len(packed['claims'])} claim reference(s) ({sizes} unpacked) into {a.out}: "
+          f"{packed['bytes'] / 2**20:.2f} MiB")
+
+
+def _file_reference(a):
+    from .reference.filing import file_reference
+
+    filed = file_reference(Path(a.archive), Path(a.reference), Path(a.root))
+    print(f"filed {', '.join(filed)} into {a.reference}; then `make reference-report readme-table` and commit it")
+
+
+def _reference_report(a):
+    from .reference.report import build_reference_report
+
+    html, md = build_reference_report(Path(a.reference), Path(a.out) if a.out else None, Path(a.root))
+    print(f"{html}\n{md}")
+
+
+def _readme_table(a):
+    from .reference.readme import out_of_sync, write_table
+
+    if a.check:
+        problems = out_of_sync(Path(a.readme), Path(a.reference), Path(a.root))
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    changed = write_table(Path(a.readme), Path(a.reference), Path(a.root))
+    print(f"{a.readme}: gpu reference table {'rewritten' if changed else 'already in sync'}")
+
+
+def _reference_figures(a):
+    import yaml
+
+    from .plan import build_plan
+    from .reference.baseline import reference_figures
+    from .reference.layout import claim_dirs
+
+    config = yaml.safe_load(Path(a.config).read_text())
+    config.update(scale="gpu", claims=[d.name for d in claim_dirs(Path(a.reference))] or config["claims"])
+    plan = build_plan(config, Path(a.root) / "reproductions")
+    figures = reference_figures(Path(a.reference), plan.claims, plan.runs, plan.settings.get("regression") or {},
+                                Path(a.root))
+    write_json(Path(a.out), figures)
+    print(f"{len(figures['claims'])} claims, {len(figures['reference_runs'])} reference runs from {a.reference} -> {a.out}")
+
+
+def _claims_list(s: str) -> list[str]:
+    """Claims separated by commas or spaces."""
+    return [x for x in s.replace(",", " ").split() if x]
+
+
 def _csv(s: str) -> list[str]:
     return [x for x in s.split(",") if x]
 
@@ -297,6 +353,43 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", required=True, help="results/baselines/<scale>.json")
     c.add_argument("--reason", required=True, help="what changed and why the new figures are right")
     c.set_defaults(func=_bless)
+
+    c = sub.add_parser("pack-reference", help="pack the gpu results of some claims into one archive of the "
+                       "reference layout (on the GPU host, after the run); refuses what is no reference or too big")
+    c.add_argument("--scale-dir", default="results/gpu")
+    c.add_argument("--claims", type=_claims_list, required=True, help="comma- or space-separated claim ids")
+    c.add_argument("--out", required=True, help="the archive to write (.tgz, at most 16 MiB)")
+    c.add_argument("--root", default=".", help="the checkout the runs were made with (claim-code hash)")
+    c.set_defaults(func=_pack_reference)
+
+    c = sub.add_parser("file-reference", help="check an archive from pack-reference, then replace each of its "
+                       "claims' folders under results/reference/gpu (whole or not at all)")
+    c.add_argument("archive")
+    c.add_argument("--reference", default="results/reference/gpu")
+    c.add_argument("--root", default=".")
+    c.set_defaults(func=_file_reference)
+
+    c = sub.add_parser("reference-report", help="the HTML and Markdown report of the committed gpu references (no training)")
+    c.add_argument("--reference", default="results/reference/gpu")
+    c.add_argument("--out", help="default: <reference>/report")
+    c.add_argument("--root", default=".")
+    c.set_defaults(func=_reference_report)
+
+    c = sub.add_parser("readme-table", help="rewrite the README's gpu reference table from the references "
+                       "(--check: exit 1 if it, or the reference report.md, is out of sync)")
+    c.add_argument("--readme", default="README.md")
+    c.add_argument("--reference", default="results/reference/gpu")
+    c.add_argument("--root", default=".")
+    c.add_argument("--check", action="store_true")
+    c.set_defaults(func=_readme_table)
+
+    c = sub.add_parser("reference-figures", help="what the nightly compares, from the committed gpu references "
+                       "(bless it into results/baselines/gpu.json)")
+    c.add_argument("--reference", default="results/reference/gpu")
+    c.add_argument("--config", default="workflows/config/config.yaml")
+    c.add_argument("--root", default=".")
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_reference_figures)
 
     from . import bench
 

@@ -113,6 +113,10 @@ def _fmt_fixed(x, places: int) -> str:
 
 # ---------------------------------------------------------------- reading
 
+def subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("*") if p.is_dir())
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -174,8 +178,8 @@ def read_table(path: Path, max_rows: int = MAX_TABLE_ROWS) -> dict | None:
             "truncated": len(body) > max_rows}
 
 
-def _collect_claims(scale_dir: Path, warnings: list[str]) -> list[dict]:
-    loaded = [(load_verdict(p), p.parent) for p in (scale_dir / "claims").glob("*/verdict.json")]
+def collect_claims(verdict_paths, warnings: list[str]) -> list[dict]:
+    loaded = [(load_verdict(p), p.parent) for p in verdict_paths]
     claims, fig_number = [], 0  # figures are numbered through the whole report, as in a paper
     for v, claim_dir in sorted(loaded, key=lambda pair: str(pair[0]["claim"])):
         figures = []
@@ -203,13 +207,17 @@ def _collect_claims(scale_dir: Path, warnings: list[str]) -> list[dict]:
             "figures": figures,
             "table": read_table(claim_dir / "table.csv"),
             "dir": claim_dir,
+            "run_anchor_prefix": "",  # a reference report stores runs per claim: "<claim>-"
+            "stale": None,            # a reference report: {"changed": [...]} when the code moved on
+            "reference": None,        # a reference report: the claim's provenance, for display
         })
     return claims
 
 
-def _collect_runs(scale_dir: Path, warnings: list[str]) -> list[dict]:
+def collect_runs(run_dirs, warnings: list[str], claim: str | None = None) -> list[dict]:
+    """Each run's summary and config; ``claim`` names the claim a reference stores them under."""
     runs = []
-    for run_dir in sorted(p for p in (scale_dir / "runs").glob("*") if p.is_dir()):
+    for run_dir in run_dirs:
         summary_path = run_dir / "summary.json"
         if not summary_path.is_file():
             warnings.append(f"run {run_dir.name}: no summary.json (skipped)")
@@ -217,9 +225,12 @@ def _collect_runs(scale_dir: Path, warnings: list[str]) -> list[dict]:
         s = _read_json(summary_path)
         config_path = run_dir / "config.json"
         config = _read_json(config_path) if config_path.is_file() else {}
+        rid = s.get("run_id", run_dir.name)
         runs.append({
             **s,
-            "run_id": s.get("run_id", run_dir.name),
+            "run_id": rid,
+            "claim": claim,
+            "anchor": f"{claim}-{rid}" if claim else rid,
             "config": config,
             "config_json": json.dumps(config, sort_keys=True),
             "cells": {
@@ -236,9 +247,9 @@ def _collect_runs(scale_dir: Path, warnings: list[str]) -> list[dict]:
     return runs
 
 
-def _collect_data(scale_dir: Path) -> list[dict]:
+def collect_data(data_dirs) -> list[dict]:
     datasets = []
-    for data_dir in sorted(p for p in (scale_dir / "data").glob("*") if p.is_dir()):
+    for data_dir in data_dirs:
         manifest_path = data_dir / "corpus" / "manifest.json"
         shards_path = data_dir / "tokens" / "shards.json"
         manifest = _read_json(manifest_path) if manifest_path.is_file() else {}
@@ -260,7 +271,7 @@ def _collect_data(scale_dir: Path) -> list[dict]:
     return datasets
 
 
-def _benchmark_seconds(path: Path) -> float:
+def benchmark_seconds(path: Path) -> float:
     """Mean of the `s` column: several rows in one file are repeats of one job."""
     with path.open(newline="", encoding="utf-8") as f:
         values = [float(row["s"]) for row in csv.DictReader(f, delimiter="\t")]
@@ -277,7 +288,7 @@ def _collect_stages(scale_dir: Path, warnings: list[str]) -> list[dict]:
         rel = path.relative_to(root)
         rule = rel.parts[0] if len(rel.parts) > 1 else path.stem
         try:
-            seconds[rule] += _benchmark_seconds(path)
+            seconds[rule] += benchmark_seconds(path)
         except (KeyError, ValueError, TypeError) as e:
             warnings.append(f"benchmark {rel}: unreadable ({e!r}), skipped")
             continue
@@ -342,33 +353,43 @@ def collect(scale_dir: Path | str) -> dict:
     """Everything the report shows, read from one results/<scale> folder."""
     scale_dir = Path(scale_dir)
     warnings: list[str] = []
-    claims = _collect_claims(scale_dir, warnings)
-    runs = _collect_runs(scale_dir, warnings)
+    claims = collect_claims(sorted((scale_dir / "claims").glob("*/verdict.json")), warnings)
+    runs = collect_runs(subdirs(scale_dir / "runs"), warnings)
     stages = _collect_stages(scale_dir, warnings)
     prov_path = scale_dir / "provenance.json"
     prov = _read_json(prov_path) if prov_path.is_file() else {}
     scale = prov.get("scale") or next((c["scale"] for c in claims), None) or scale_dir.name
-    known = {r["run_id"] for r in runs}
+    return assemble(scale_dir, scale, claims, runs, collect_data(subdirs(scale_dir / "data")), stages, prov,
+                    warnings)
+
+
+def assemble(source_dir: Path, scale: str, claims: list[dict], runs: list[dict], data: list[dict],
+             stages: list[dict], prov: dict, warnings: list[str], reference: dict | None = None) -> dict:
+    """The report's dict from what was read; ``reference`` (reference/report.py) marks a report of
+    committed reference results: a provenance table per claim and stale marks."""
+    known = {r["anchor"] for r in runs}
     for c in claims:
-        missing = [r for r in c["runs"] if r not in known]
+        missing = [r for r in c["runs"] if c["run_anchor_prefix"] + r not in known]
         if missing:
             warnings.append(f"claim {c['claim']}: {len(missing)} run(s) without summary: "
                             + ", ".join(map(str, missing[:5])) + ("…" if len(missing) > 5 else ""))
+    title = f"optclaims: published claims about LLM optimisers, tested at {scale} scale"
     return {
-        "title": f"optclaims: published claims about LLM optimisers, tested at {scale} scale",
+        "title": title + (" (reference results)" if reference else ""),
         "scale": scale,
-        "scale_dir": scale_dir,
+        "scale_dir": source_dir,
         "evidential": bool(claims) and all(c["evidential"] for c in claims),
         "banner": _banner(scale, claims),
         "abstract": _abstract(scale, claims, runs, stages),
         "claims": claims,
         "runs": runs,
-        "data": _collect_data(scale_dir),
+        "data": data,
         "stages": stages,
         "stages_total": {"jobs": sum(s["jobs"] for s in stages),
                          "seconds_text": f"{sum(s['seconds'] for s in stages):.1f}"},
         "provenance": _collect_provenance(prov, runs),
         "warnings": warnings,
+        "reference": reference,
     }
 
 
@@ -389,6 +410,9 @@ def _md(text) -> str:
     """Markdown-escape text so it shows literally, and keep it on one line."""
     text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
     return "\\" + text if text.startswith((">", "#")) else text
+
+
+escape_markdown = _md  # for Markdown written outside these templates (the README's reference table)
 
 
 def _md_alt(text) -> str:
@@ -420,8 +444,11 @@ def render_markdown(report: dict, out_dir: Path) -> str:
 def build_report(scale_dir: Path | str, out_dir: Path | str | None = None) -> tuple[Path, Path]:
     """Write out_dir/index.html and out_dir/report.md (default out_dir: scale_dir/report)."""
     scale_dir = Path(scale_dir)
-    out_dir = Path(out_dir) if out_dir is not None else scale_dir / "report"
-    report = collect(scale_dir)
+    return write_report(collect(scale_dir), Path(out_dir) if out_dir is not None else scale_dir / "report")
+
+
+def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
+    """Render a collected report into out_dir/index.html and out_dir/report.md."""
     html, markdown = render_html(report), render_markdown(report, out_dir.resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / "index.html", out_dir / "report.md"
