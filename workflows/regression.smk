@@ -37,7 +37,9 @@ rule regression_figures:
 def baseline_file(wildcards):
     if not os.path.exists(BASELINE):
         raise WorkflowError(f"no baseline {BASELINE} to check against: run the suite, then bless its figures with "
-                            f"`make bless SCALE={SCALE} REASON=\"...\"`")
+                            f"`make bless SCALE={SCALE} REASON=\"...\"`"
+                            + (" (or, at gpu scale, bless the committed references: `make bless-reference REASON=\"...\"`)"
+                               if SCALE == "gpu" else ""))
     return BASELINE
 
 

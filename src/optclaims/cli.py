@@ -216,8 +216,11 @@ def _reference_figures(a):
     from .reference.baseline import reference_figures
     from .reference.layout import claim_dirs
 
+    claims = [d.name for d in claim_dirs(Path(a.reference))]
+    if not claims:
+        raise ValueError(f"reference: no claim reference in {a.reference} yet; nothing to bless")
     config = yaml.safe_load(Path(a.config).read_text())
-    config.update(scale="gpu", claims=[d.name for d in claim_dirs(Path(a.reference))] or config["claims"])
+    config.update(scale="gpu", claims=claims)
     plan = build_plan(config, Path(a.root) / "reproductions")
     figures = reference_figures(Path(a.reference), plan.claims, plan.runs, plan.settings.get("regression") or {},
                                 Path(a.root))
