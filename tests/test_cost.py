@@ -93,7 +93,7 @@ def test_bench_population_on_cpu_writes_json_and_records_rows(tmp_path, cpu_only
 
 
 @pytest.mark.parametrize("flag, value, named", [("--members", "0", r"--members\W+0\b"),
-                                                ("--optimizers", "sgd", r"\bsgd\b"),
+                                                ("--optimizers", "lion", r"\blion\b"),
                                                 ("--steps", "0", r"--steps 0\b"),
                                                 ("--warmup", "0", r"--warmup 0\b.*--record")])
 def test_bench_population_rejects_bad_input_before_benchmarking(tmp_path, cpu_only, monkeypatch, capsys, flag, value, named):
@@ -318,3 +318,11 @@ def test_matmul_params_counts_what_the_built_model_counts(shape):
 
     cfg = run_cfg(**shape)
     assert matmul_params(cfg) == GPT(model_config(cfg), [member_init(cfg)], [0]).num_params()
+
+
+def test_bench_population_takes_every_optimizer_a_run_can_have(tmp_path, cpu_only):
+    """The optimizers bench-population accepts are the run schema's (sgd included, clip_norm's control)."""
+    out = tmp_path / "bench.json"
+    assert main(["bench-population", "--members", "1", "--optimizers", "sgd", "--steps", "1", "--warmup", "1",
+                 "--batch-size", "2", "--json", str(out)]) == 0
+    assert [r["optimizer"] for r in json.loads(out.read_text())["results"]] == ["sgd"]

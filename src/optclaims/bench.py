@@ -27,7 +27,7 @@ import torch
 
 from .model import flops_per_token
 from .provenance import bf16_peak_flops, device_name
-from .runs import make_run_config
+from .runs import make_run_config, run_schema
 
 SHAPES = {  # d_model, n_layers, n_heads, seq_len, vocab_size
     "sweep": (256, 4, 4, 256, 8192),   # the reference shape (a small gpu-scale sweep model)
@@ -143,9 +143,11 @@ def run(args: argparse.Namespace) -> None:
     shape = args.shape or ("sweep" if cuda else "tiny")
     sizes = [int(k) for k in (args.members or ("1,2,4,8,16" if cuda else "1,2,4")).split(",") if k]
     optimizers = [o for o in args.optimizers.split(",") if o]
-    bad = [o for o in optimizers if o not in ("adamw", "muon")]
+    known = run_schema()["properties"]["optimizer"]["enum"]
+    bad = [o for o in optimizers if o not in known]
     if bad or not sizes or min(sizes) < 1:
-        raise ValueError(f"--optimizers {args.optimizers!r} / --members {args.members!r}: expected adamw/muon and sizes ≥ 1")
+        raise ValueError(f"--optimizers {args.optimizers!r} / --members {args.members!r}: expected optimizers among "
+                         f"{'/'.join(known)} and sizes ≥ 1")
     steps = args.steps if args.steps is not None else (20 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (5 if cuda else 1)
     batch = args.batch_size if args.batch_size is not None else (64 if cuda else 4)
