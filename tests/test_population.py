@@ -68,29 +68,40 @@ def reference(model, k, cfg):
     return params, opts, [LambdaLR(o, lr_lambda(cfg)) for o in opts]
 
 
-def step_both(cfgs, steps, skip=()):
-    """``steps`` steps of the population and of each member's reference on the same random
-    gradients; member k sits out the steps (k, s) in ``skip`` (outside the mask: no step, moments and
-    step count kept), as its reference skips opt.step there. Returns the population and references."""
+def drive(cfgs, steps, skip, make_reference, step_reference):
+    """``steps`` steps of the population and of each member's reference (``make_reference(model, k,
+    cfg)`` → (params, ...)) on the same random gradients, scaled 0.1, 1 and 10 for members 0, 1, 2;
+    member k sits out the steps (k, s) in ``skip`` (outside the mask: no step, optimizer state kept),
+    and ``step_reference(reference, active)`` steps its reference only where it is active."""
     model, opt = stacked(cfgs)
-    refs = [reference(model, k, c) for k, c in enumerate(cfgs)]
+    refs = [make_reference(model, k, c) for k, c in enumerate(cfgs)]
     gen = torch.Generator().manual_seed(0)
     for s in range(steps):
         for name, p in model.named_parameters():
             g = torch.randn(p.shape, generator=gen) * torch.tensor([0.1, 1.0, 10.0]).view(3, *[1] * (p.ndim - 1))
             p.grad = g.clone()
-            for k, (params, _, _) in enumerate(refs):
+            for k, (params, *_) in enumerate(refs):
                 params[name].grad = g[k].clone()
         mask = torch.tensor([(k, s) not in skip for k in range(len(cfgs))])
         opt.step(s, mask)
         opt.zero_grad()
-        for k, (_, opts, scheds) in enumerate(refs):
-            for o, sched in zip(opts, scheds):
-                if mask[k]:
-                    o.step()
-                o.zero_grad()
-                sched.step()
+        for k, ref in enumerate(refs):
+            step_reference(ref, bool(mask[k]))
     return model, opt, refs
+
+
+def step_reference_optimizers(ref, active):
+    _, opts, scheds = ref
+    for o, sched in zip(opts, scheds):
+        if active:
+            o.step()
+        o.zero_grad()
+        sched.step()
+
+
+def step_both(cfgs, steps, skip=()):
+    """The population against each member's torch.optim.AdamW (and Muon) reference (``drive``)."""
+    return drive(cfgs, steps, skip, reference, step_reference_optimizers)
 
 
 def assert_members_equal_references(model, refs, rtol, atol):

@@ -11,7 +11,7 @@ from optclaims.errors import ConfigError
 from optclaims.optim.schedules import lr_lambda
 from optclaims.train import Member, train_population
 
-from test_population import assert_members_equal_references, assert_same_run, opt_cfg, run, stacked, train_both
+from test_population import assert_members_equal_references, assert_same_run, drive, opt_cfg, run, train_both
 
 
 def sgd_reference(model, k, cfg):
@@ -26,31 +26,22 @@ def sgd_reference(model, k, cfg):
     return params, opt, LambdaLR(opt, lr_lambda(cfg))
 
 
+def step_sgd_reference(ref, active):
+    """Decoupled decay, then torch.optim.SGD's step, where the member is active."""
+    _, opt, sched = ref
+    if active:
+        with torch.no_grad():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    p.mul_(1 - group["lr"] * group["decay"])
+        opt.step()
+    opt.zero_grad()
+    sched.step()
+
+
 def sgd_step_both(cfgs, steps, skip=()):
-    """``steps`` steps of the stacked SGD and of each member's torch.optim.SGD on the same random
-    gradients (scaled 0.1, 1, 10 for members 0, 1, 2); member k sits out the steps (k, s) in ``skip``
-    (outside the mask: no step, momentum kept), as its reference skips opt.step there."""
-    model, opt = stacked(cfgs)
-    refs = [sgd_reference(model, k, c) for k, c in enumerate(cfgs)]
-    gen = torch.Generator().manual_seed(0)
-    for s in range(steps):
-        for name, p in model.named_parameters():
-            g = torch.randn(p.shape, generator=gen) * torch.tensor([0.1, 1.0, 10.0]).view(3, *[1] * (p.ndim - 1))
-            p.grad = g.clone()
-            for k, (params, _, _) in enumerate(refs):
-                params[name].grad = g[k].clone()
-        mask = torch.tensor([(k, s) not in skip for k in range(len(cfgs))])
-        opt.step(s, mask)
-        opt.zero_grad()
-        for k, (params, ref, sched) in enumerate(refs):
-            if mask[k]:
-                with torch.no_grad():
-                    for group in ref.param_groups:
-                        for p in group["params"]:
-                            p.mul_(1 - group["lr"] * group["decay"])
-                ref.step()
-            ref.zero_grad()
-            sched.step()
+    """The stacked SGD against each member's torch.optim.SGD on the same gradients (``drive``)."""
+    model, opt, refs = drive(cfgs, steps, skip, sgd_reference, step_sgd_reference)
     return model, opt, [(params, None, None) for params, _, _ in refs], refs
 
 
