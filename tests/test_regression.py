@@ -151,3 +151,201 @@ def test_figures_resting_on_wall_time_are_left_out_of_the_check():
     verdict = {"status": "reproduced", "measured": {"loss": measured(3.0, unit="nats"),
                                                     "wall-clock multiplier": measured(1.8, timing=True)}}
     assert set(claim_figures(verdict)["figures"]) == {"loss"}
+
+
+# --- Environment fingerprint and the two tolerance regimes -------------------------------------
+
+from optclaims.regression.compare import NO_FINGERPRINT, detectable, regime  # noqa: E402
+from optclaims.regression.fingerprint import differences, fingerprint, processor  # noqa: E402
+from optclaims.regression.history import render_markdown  # noqa: E402
+
+ENV = {"corpus_hash": "c0ffee", "tokenizer_hash": "7ok", "processor": "AMD EPYC 7B13", "isa_flags": "f1a65",
+       "threads": 1, "torch": "2.13.0+cpu", "torch_build": "git abc, cuda none", "device": "cpu"}
+
+
+def fingerprinted(env=ENV, **changes):
+    return {**figures(**changes), "fingerprint": dict(env)}
+
+
+def moved(env=ENV, **changes):
+    """Figures from another machine: the same numbers unless ``changes`` plant some."""
+    return fingerprinted({**env, "processor": "Intel Xeon 8375C", "isa_flags": "0ther"}, **changes)
+
+
+def test_the_fingerprint_is_read_from_the_data_dir_and_the_machine(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.json").write_text(json.dumps({"hash": "abc123"}))
+    (tmp_path / "tokenizer.json").write_text('{"model": {}}')
+    fp = fingerprint(tmp_path, 1, ["cpu (x86_64, 1 threads)"])
+    import hashlib
+    assert fp["corpus_hash"] == "abc123" and fp["threads"] == 1 and fp["device"] == "cpu"
+    assert fp["tokenizer_hash"] == hashlib.sha256(b'{"model": {}}').hexdigest()
+    assert fingerprint(tmp_path, 1, ["NVIDIA H200"])["device"] == "NVIDIA H200"
+    with pytest.raises(ValueError, match="train.threads.*'two'"):
+        fingerprint(tmp_path, "two", [])
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        fingerprint(tmp_path, 1, [])
+
+
+def test_processor_summary_is_the_model_and_a_hash_of_the_sorted_flags(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: sse avx2 fma\n\nprocessor\t: 1\n")
+    b.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fma avx2 sse\n")
+    assert processor(a) == processor(b) and processor(a)[0] == "AMD EPYC 7B13"
+    b.write_text("model name\t: AMD EPYC 7B13\nflags\t\t: sse avx2 fma avx512f\n")
+    assert processor(a)[1] != processor(b)[1]
+    assert processor(tmp_path / "absent")[0]  # platform fallback names something
+
+
+def test_figures_and_baseline_carry_the_fingerprint_and_both_tolerance_sets():
+    base = bless(fingerprinted(), "first baseline")
+    assert base["fingerprint"] == ENV
+    run = base["reference_runs"]["adam_update_rms/0"]
+    assert run["tolerance"] == pytest.approx(1e-9 + 1e-5 * 5.5)
+    assert run["statistical"]["tolerance"] == pytest.approx(3 * 0.01) and "seed group" in run["statistical"]["basis"]
+    assert base["reference_runs"]["adam_update_rms/5"]["statistical"]["tolerance"] == pytest.approx(0.03)  # pooled
+    rms = base["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]
+    assert rms["statistical"]["tolerance"] == pytest.approx(0.03) and "interval" in rms["statistical"]["basis"]
+    # the statistical set is the gpu scale's rule, computed by the same code
+    gpu = bless(figures(rule=SEEDED), "gpu")
+    assert gpu["reference_runs"]["adam_update_rms/0"]["tolerance"] == pytest.approx(run["statistical"]["tolerance"])
+
+
+def test_the_fingerprint_chooses_the_regime_and_the_report_names_the_differing_fields():
+    base = bless(fingerprinted(), "first baseline")
+    same = regime(base, fingerprinted())
+    assert same["name"] == "blessed" and same["differs"] == []
+    other = regime(base, moved())
+    assert other["name"] == "statistical" and other["differs"] == ["processor", "isa_flags"]
+    assert differences(ENV, {**ENV, "threads": 2}) == ["threads"]
+
+    md = render_markdown(compare(base, moved()), [])
+    top = md.split("## Every check")[0]
+    assert "**statistical** tolerances" in top and "processor model, instruction-set flags" in top
+    assert "## Environment fingerprints" in top and "Intel Xeon 8375C" in top and "AMD EPYC 7B13" in top
+    fp_table = top.split("## Environment fingerprints")[1]
+    assert [line.split("|")[1].strip() for line in fp_table.splitlines() if "differs" in line] == \
+        ["processor model", "instruction-set flags (sha256 of the sorted flags)"]
+    assert "**blessed** tolerances" in render_markdown(compare(base, fingerprinted()), [])
+
+
+def test_a_baseline_blessed_before_fingerprints_keeps_its_tight_regime_and_says_to_bless_again():
+    old = bless(figures(), "before fingerprints")
+    for key in ("fingerprint",):
+        old.pop(key)
+    for r in old["reference_runs"].values():
+        r.pop("statistical"), r.pop("seed_sigma")
+    result = compare(old, moved())
+    assert result["regime"]["name"] == "blessed" and result["passed"]
+    assert not compare(old, moved(**{"reference_runs::adam_update_rms/0::final_val_loss": 5.5 * (1 + 1e-4)}))["passed"]
+    assert NO_FINGERPRINT in render_markdown(result, [])
+
+
+def test_the_committed_smoke_baseline_is_still_read_in_its_blessed_regime():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "baselines" / "smoke.json"
+    committed = json.loads(path.read_text())
+    assert "fingerprint" not in committed
+    now = {"scale": "smoke", "measured_at": "x", "git_commit": "y", "versions": {}, "fingerprint": ENV,
+           "tolerance": committed["tolerance"],
+           "claims": {c: {"status": b["status"], "sub_claims": b["sub_claims"],
+                          "figures": {n: {"value": f["value"], "low": None, "high": None, "unit": f["unit"]}
+                                      for n, f in b["figures"].items()}} for c, b in committed["claims"].items()},
+           "reference_runs": {k: {**r, "seed_sigma": None} for k, r in committed["reference_runs"].items()}}
+    result = compare(committed, now)
+    assert result["passed"] and result["regime"]["why"] == NO_FINGERPRINT
+    key, run = next((k, r) for k, r in now["reference_runs"].items() if r["final_val_loss"])
+    run["final_val_loss"] *= 1.001
+    assert failed(compare(committed, now)) == [(run["claim"], key)]
+
+
+PERTURBED_LOSS = "reference_runs::adam_update_rms/0::final_val_loss"
+RMS = "claims::adam_update_rms::figures::RMS at (0.9, 0.95)::value"
+
+
+@pytest.mark.parametrize("current", [fingerprinted, moved], ids=["blessed regime", "statistical regime"])
+def test_power_an_unchanged_rerun_passes_and_a_one_percent_loss_change_fails_in_both_regimes(current):
+    base = bless(fingerprinted(), "first baseline")
+    assert compare(base, current())["passed"]
+    for key in ("adam_update_rms/0", "adam_update_rms/5"):
+        path = f"reference_runs::{key}::final_val_loss"
+        loss = figures()["reference_runs"][key]["final_val_loss"]
+        assert failed(compare(base, current(**{path: loss * 1.01}))) == [("adam_update_rms", key)]
+
+
+def test_power_a_verdict_figure_fails_just_beyond_half_its_interval_and_passes_just_inside():
+    base = bless(fingerprinted(), "first baseline")
+    rms = base["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]
+    half = (0.25 - 0.19) / 2
+    assert rms["statistical"]["tolerance"] == pytest.approx(half)
+    beyond, inside = 0.2218 + half * 1.01, 0.2218 + half * 0.99
+    assert failed(compare(base, moved(**{RMS: beyond}))) == [("adam_update_rms", "RMS at (0.9, 0.95)")]
+    assert compare(base, moved(**{RMS: inside}))["passed"]
+    # the blessed (bit-reproducible) regime flags any move beyond float noise, so both fail there
+    assert not compare(base, fingerprinted(**{RMS: inside}))["passed"]
+    assert not compare(base, fingerprinted(**{RMS: beyond}))["passed"]
+
+
+def test_power_is_computed_a_seed_spread_wider_than_one_percent_cannot_catch_a_one_percent_change():
+    """With 3σ_seed above 1% of the loss the statistical regime lets a 1% change through; the report
+    says on which runs (computed from the stored spread, not assumed)."""
+    wide = fingerprinted(**{"reference_runs::adam_update_rms/0::seed_sigma": 0.03})  # 3σ = 0.09 = 1.6% of 5.5
+    base = bless(wide, "wide seed spread")
+    current = moved(**{"reference_runs::adam_update_rms/0::seed_sigma": 0.03,
+                       PERTURBED_LOSS: 5.5 * 1.01})
+    result = compare(base, current)
+    assert result["passed"]  # cannot be caught: inside 3σ_seed
+    rel = dict(detectable(result))
+    assert rel["adam_update_rms/0"] == pytest.approx(0.09 / 5.5)
+    md = render_markdown(result, [])
+    assert "a 1% change is caught on 0 of 2 reference runs" in md and "adam_update_rms/0" in md.split("Power:")[1]
+    # a change beyond the spread is still caught
+    assert not compare(base, moved(**{"reference_runs::adam_update_rms/0::seed_sigma": 0.03,
+                                      PERTURBED_LOSS: 5.5 + 0.0901}))["passed"]
+
+
+@pytest.mark.parametrize("current", [fingerprinted, moved], ids=["blessed regime", "statistical regime"])
+def test_a_flipped_status_fails_in_both_regimes(current):
+    base = bless(fingerprinted(), "first baseline")
+    result = compare(base, current(**{"claims::adam_update_rms::status": "inconclusive"}))
+    assert failed(result) == [("adam_update_rms", "claim")]
+
+
+def test_in_the_statistical_regime_a_flip_is_noted_with_whether_the_claims_figures_moved():
+    base = bless(fingerprinted(), "first baseline")
+    flip = {"claims::adam_update_rms::status": "inconclusive"}
+    still = next(r for r in compare(base, moved(**flip))["rows"] if r["name"] == "claim")
+    assert still["verdict"] == "fail" and "all stayed within their spread" in still["note"]
+    both = next(r for r in compare(base, moved(**flip, **{RMS: 0.30}))["rows"] if r["name"] == "claim")
+    assert both["verdict"] == "fail" and "moved beyond their spread: RMS at (0.9, 0.95)" in both["note"]
+
+
+def test_a_baseline_with_a_fingerprint_but_no_statistical_tolerance_is_refused_by_name():
+    base = bless(fingerprinted(), "first baseline")
+    del base["reference_runs"]["adam_update_rms/5"]["statistical"]
+    with pytest.raises(ValueError, match="run adam_update_rms/5.*statistical=None"):
+        compare(base, moved())
+
+
+def test_collect_records_the_fingerprint_of_the_reference_runs_data_and_refuses_two_data_ids(tmp_path):
+    from optclaims.regression.figures import collect
+
+    data = tmp_path / "data" / "pycode-v2048-x"
+    (data / "corpus").mkdir(parents=True)
+    (data / "corpus" / "manifest.json").write_text(json.dumps({"hash": "m4n1f35t"}))
+    (data / "tokenizer.json").write_text("{}")
+    (tmp_path / "claims" / "a").mkdir(parents=True)
+    (tmp_path / "claims" / "a" / "verdict.json").write_text(json.dumps({"status": "reproduced", "measured": {}}))
+    for rid, data_id in (("r0", "pycode-v2048-x"), ("r1", "pycode-v2048-x")):
+        (tmp_path / "runs" / rid).mkdir(parents=True)
+        (tmp_path / "runs" / rid / "summary.json").write_text(json.dumps(
+            {"status": "ok", "final_val_loss": 5.0, "device": "cpu (x86_64, 1 threads)"}))
+        (tmp_path / "runs" / rid / "config.json").write_text(json.dumps({"data": data_id, "seed": 0}))
+    f = collect(tmp_path, "smoke", ["a"], {"a/0": ["r0"], "a/1": ["r1"]}, {"deterministic": True}, 1)
+    assert f["fingerprint"]["corpus_hash"] == "m4n1f35t" and f["fingerprint"]["threads"] == 1
+    assert bless(f, "x")["fingerprint"] == f["fingerprint"]
+    (tmp_path / "runs" / "r1" / "config.json").write_text(json.dumps({"data": "pycode-v4096-y", "seed": 0}))
+    with pytest.raises(ValueError, match="one data id.*pycode-v2048-x.*pycode-v4096-y"):
+        collect(tmp_path, "smoke", ["a"], {"a/0": ["r0"], "a/1": ["r1"]}, {"deterministic": True}, 1)

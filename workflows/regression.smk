@@ -27,11 +27,13 @@ rule regression_figures:
         claims=" ".join(PLAN.claims),
         references=canonical_json(REFERENCES),
         tolerance=canonical_json(TOLERANCE),
+        threads=SETTINGS["train"]["threads"],
     log:
         f"{SCALE_DIR}/logs/regression_figures.log",
     shell:
         "optclaims regression-figures --scale {SCALE} --scale-dir {SCALE_DIR} --claims {params.claims}"
-        " --references {params.references:q} --tolerance {params.tolerance:q} --out {output} > {log} 2>&1"
+        " --references {params.references:q} --tolerance {params.tolerance:q} --threads {params.threads}"
+        " --out {output} > {log} 2>&1"
 
 
 def baseline_file(wildcards):

@@ -139,7 +139,8 @@ def _plan(a):
 def _regression_figures(a):
     from .regression.figures import collect
 
-    figures = collect(Path(a.scale_dir), a.scale, a.claims, json.loads(a.references), json.loads(a.tolerance))
+    figures = collect(Path(a.scale_dir), a.scale, a.claims, json.loads(a.references), json.loads(a.tolerance),
+                      a.threads)
     write_json(Path(a.out), figures)
     print(f"{len(figures['claims'])} claims, {len(figures['reference_runs'])} reference runs -> {a.out}")
 
@@ -338,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--claims", nargs="+", required=True)
     c.add_argument("--references", required=True, help="JSON {key: [run_id, its seed siblings...]}")
     c.add_argument("--tolerance", default="{}", help="JSON: the scale's regression settings")
+    c.add_argument("--threads", type=int, required=True, help="the scale's train.threads (environment fingerprint)")
     c.add_argument("--out", required=True)
     c.set_defaults(func=_regression_figures)
 

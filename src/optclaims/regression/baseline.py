@@ -1,6 +1,9 @@
 """Blessing a baseline: the figures of one results directory become ``results/baselines/<scale>.json``,
 each with its tolerance and the reason for it, and the blessing itself (when, which commit, why)
-is recorded beside the earlier ones. Nothing here runs on its own: blessing is always asked for."""
+is recorded beside the earlier ones. Every figure gets two tolerances: the scale's own (tight where
+runs are bit-reproducible) and the statistical one (the seed spread), which the check uses when the
+environment's fingerprint differs from the baseline's. Nothing here runs on its own: blessing is
+always asked for."""
 
 from __future__ import annotations
 
@@ -45,26 +48,30 @@ def bless(figures: dict, reason: str, previous: dict | None = None) -> dict:
     if previous is not None and previous.get("scale") != figures["scale"]:
         raise ValueError(f"the existing baseline is for scale {previous.get('scale')!r}, these figures for {figures['scale']!r}")
     rule = figures["tolerance"]
+    spread = {**rule, "deterministic": False}  # the statistical regime: the seed spread, whatever the scale
     sigmas = [r["seed_sigma"] for r in figures["reference_runs"].values() if r["seed_sigma"] is not None]
     pooled = math.sqrt(statistics.fmean(s * s for s in sigmas)) if sigmas else None
 
+    def tolerances(value, **spread_of) -> dict:
+        tol, basis = tolerance(value, rule, **spread_of)
+        stat, stat_basis = tolerance(value, spread, **spread_of)
+        return {"tolerance": tol, "basis": basis, "statistical": {"tolerance": stat, "basis": stat_basis}}
+
     claims = {}
     for claim, c in figures["claims"].items():
-        figs = {}
-        for name, f in c["figures"].items():
-            tol, basis = tolerance(f["value"], rule, interval=(f["low"], f["high"]))
-            figs[name] = {"value": f["value"], "unit": f["unit"], "tolerance": tol, "basis": basis}
+        figs = {name: {"value": f["value"], "unit": f["unit"], **tolerances(f["value"], interval=(f["low"], f["high"]))}
+                for name, f in c["figures"].items()}
         claims[claim] = {"status": c["status"], "sub_claims": c["sub_claims"], "figures": figs}
     runs = {}
     for key, r in figures["reference_runs"].items():
-        tol, basis = tolerance(r["final_val_loss"], rule, sigma=r["seed_sigma"], pooled_sigma=pooled)
-        runs[key] = {k: r[k] for k in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device")}
-        runs[key].update(tolerance=tol, basis=basis)
+        runs[key] = {k: r[k] for k in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device",
+                                       "seed_sigma")}
+        runs[key].update(tolerances(r["final_val_loss"], sigma=r["seed_sigma"], pooled_sigma=pooled))
 
     blessing = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": _user(),
                 "reason": reason.strip(), "git_commit": figures.get("git_commit"),
                 "measured_at": figures.get("measured_at"), "versions": figures.get("versions")}
-    return {"scale": figures["scale"], "tolerance": rule, "blessed": blessing,
+    return {"scale": figures["scale"], "tolerance": rule, "fingerprint": figures.get("fingerprint"), "blessed": blessing,
             "blessings": [*(previous or {}).get("blessings", []), blessing],
             "claims": claims, "reference_runs": runs}
 

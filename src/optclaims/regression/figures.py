@@ -73,18 +73,34 @@ def reference_run_figures(key: str, group: list[str], summaries: list[dict], con
     }
 
 
-def figures_of(scale: str, measured_at: str, rule: dict, claims: dict, runs: dict) -> dict:
-    """figures.json from its parts; the code version is that of the first reference run."""
+def figures_of(scale: str, measured_at: str, rule: dict, claims: dict, runs: dict,
+               fingerprint: dict | None = None) -> dict:
+    """figures.json from its parts; the code version is that of the first reference run. Without a
+    ``fingerprint`` (figures not measured here, e.g. from committed references) none is recorded."""
     first = next(iter(runs.values()), {})
     return {"scale": scale, "measured_at": measured_at, "tolerance": tolerance_rule(rule), "claims": claims,
-            "reference_runs": runs, "git_commit": first.get("git_commit"), "versions": first.get("versions")}
+            "reference_runs": runs, "git_commit": first.get("git_commit"), "versions": first.get("versions"),
+            "fingerprint": fingerprint}
 
 
-def collect(scale_dir: Path, scale: str, claims: list[str], groups: dict[str, list[str]], rule: dict) -> dict:
-    """figures.json: the measured state of one results directory."""
+def data_dir_of(scale_dir: Path, runs: dict) -> Path:
+    """The one data directory (results/<scale>/data/<data_id>) the reference runs trained on."""
+    ids = sorted({r["config"].get("data") for r in runs.values()} - {None})
+    if len(ids) != 1:
+        raise ValueError(f"environment fingerprint: the reference runs must share one data id, got data={ids!r}")
+    return Path(scale_dir) / "data" / ids[0]
+
+
+def collect(scale_dir: Path, scale: str, claims: list[str], groups: dict[str, list[str]], rule: dict,
+            threads: int) -> dict:
+    """figures.json: the measured state of one results directory, with the environment's
+    fingerprint (``threads``: the scale's train.threads)."""
+    from .fingerprint import fingerprint
+
     scale_dir = Path(scale_dir)
     figures = {c: claim_figures(read_json(scale_dir / "claims" / c / "verdict.json")) for c in claims}
     runs = {key: reference_run_figures(key, group, [read_json(scale_dir / "runs" / r / "summary.json") for r in group],
                                        read_json(scale_dir / "runs" / group[0] / "config.json"))
             for key, group in groups.items()}
-    return figures_of(scale, datetime.now(timezone.utc).isoformat(timespec="seconds"), rule, figures, runs)
+    env = fingerprint(data_dir_of(scale_dir, runs), threads, [r["device"] for r in runs.values()])
+    return figures_of(scale, datetime.now(timezone.utc).isoformat(timespec="seconds"), rule, figures, runs, env)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..atomic import read_json, write_json, write_text
 from ..report.build import fmt_num
+from .compare import STATISTICAL, detectable
+from .fingerprint import FIELDS
 
 HISTORY_COLUMNS = 8
 
@@ -56,19 +58,56 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
 
 
+def _tolerance_line(rule: dict, statistical: bool) -> str:
+    if rule["deterministic"] and not statistical:
+        return ("bit-reproducible runs, float-summation noise only "
+                f"(atol {rule['atol']:g} + rtol {rule['rtol']:g}·|baseline|)")
+    return (f"{rule['seed_sigmas']:g} seed standard deviations of a reference run's seed group (pooled over the "
+            f"seeded reference runs where it has none); claim figures half their reported interval, at least "
+            f"max({rule['figure_rtol']:g}·|baseline|, {rule['figure_atol']:g})")
+
+
+def _fingerprint_lines(result: dict) -> list[str]:
+    fps, regime = result.get("fingerprints") or {}, result.get("regime") or {}
+    base, cur = fps.get("baseline"), fps.get("current")
+    if base is None and cur is None:
+        return []
+    differs = set(regime.get("differs") or [])
+    fields = [*FIELDS, *sorted((set(base or {}) | set(cur or {})) - set(FIELDS))]
+    rows = [[FIELDS.get(f, f), (base or {}).get(f), (cur or {}).get(f), "differs" if f in differs else ""]
+            for f in fields]
+    return ["## Environment fingerprints", "", *_table(["field", "baseline", "current", ""], rows), ""]
+
+
+def _power_line(result: dict) -> list[str]:
+    caught = detectable(result)
+    if not caught:
+        return []
+    rel = [r for _, r in caught]
+    n = sum(r < 0.01 for r in rel)
+    return [f"- Power: the smallest reference-run loss change this check flags is {min(rel):.2%}–{max(rel):.2%} of "
+            f"the loss; a 1% change is caught on {n} of {len(rel)} reference runs"
+            + ("" if n == len(rel) else
+               " (on the others the seed spread is wider than 1%: " +
+               ", ".join(k for k, r in caught if r >= 0.01) + ")")]
+
+
 def render_markdown(result: dict, history: list[dict]) -> str:
     b, cur, rule = result["baseline"], result["current"], result["tolerance"]
+    regime = result.get("regime") or {"name": "blessed", "why": "", "differs": []}
+    statistical = regime["name"] == STATISTICAL
     verdict = "PASSED" if result["passed"] else f"FAILED ({result['n_failed']} of {result['n_checked']} checks)"
     lines = [f"# Regression check, {result['scale']} scale: {verdict}", "",
+             f"- Regime: **{regime['name']}** tolerances" + (f": {regime['why']}" if regime["why"] else ""),
              f"- Baseline: blessed {b['at']} by {b['by']} at commit `{(b['git_commit'] or '?')[:12]}`, because: {b['reason']}",
              f"- Current: measured {cur['measured_at']} at commit `{(cur['git_commit'] or '?')[:12]}`, "
              f"torch {(cur['versions'] or {}).get('torch', '?')}",
-             "- Tolerances: " + ("bit-reproducible runs, float-summation noise only "
-                                 f"(atol {rule['atol']:g} + rtol {rule['rtol']:g}·|baseline|)" if rule["deterministic"]
-                                 else f"{rule['seed_sigmas']:g} seed standard deviations; claim figures without a "
-                                 f"seed interval max({rule['figure_rtol']:g}·|baseline|, {rule['figure_atol']:g})"),
+             "- Tolerances: " + _tolerance_line(rule, statistical),
+             *_power_line(result),
              "- A status that flips, a figure outside its tolerance, or anything in the baseline missing from "
-             "the results fails the check.", ""]
+             "the results fails the check" + ("; in this regime a flipped status is noted with whether its "
+                                              "claim's figures moved beyond their spread." if statistical else "."),
+             "", *_fingerprint_lines(result)]
     header = ["kind", "claim", "name", "baseline", "current", "tolerance", "Δ", "verdict", "note"]
     as_list = [[r["kind"], r["claim"], r["name"], r["baseline"], r["current"], r["tolerance"], r["delta"],
                 r["verdict"], r["note"]] for r in result["rows"]]
