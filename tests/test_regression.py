@@ -155,7 +155,7 @@ def test_figures_resting_on_wall_time_are_left_out_of_the_check():
 
 # --- Environment fingerprint and the two tolerance regimes -------------------------------------
 
-from optclaims.regression.compare import NO_FINGERPRINT, detectable, regime  # noqa: E402
+from optclaims.regression.compare import BLESSED, NO_FINGERPRINT, detectable, regime  # noqa: E402
 from optclaims.regression.fingerprint import differences, fingerprint, processor  # noqa: E402
 from optclaims.regression.history import render_markdown  # noqa: E402
 
@@ -242,23 +242,30 @@ def test_a_baseline_blessed_before_fingerprints_keeps_its_tight_regime_and_says_
     assert NO_FINGERPRINT in render_markdown(result, [])
 
 
-def test_the_committed_smoke_baseline_is_still_read_in_its_blessed_regime():
+def test_the_committed_smoke_baseline_and_one_blessed_before_fingerprints_are_read_in_their_regimes():
+    """The committed baseline records its fingerprint: the same environment is compared in the blessed
+    regime. The same baseline without it (as blessed before fingerprints) keeps its blessed regime and
+    says to bless again; a 0.1% loss change fails in both."""
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "results" / "baselines" / "smoke.json"
     committed = json.loads(path.read_text())
-    assert "fingerprint" not in committed
-    now = {"scale": "smoke", "measured_at": "x", "git_commit": "y", "versions": {}, "fingerprint": ENV,
-           "tolerance": committed["tolerance"],
-           "claims": {c: {"status": b["status"], "sub_claims": b["sub_claims"],
-                          "figures": {n: {"value": f["value"], "low": None, "high": None, "unit": f["unit"]}
-                                      for n, f in b["figures"].items()}} for c, b in committed["claims"].items()},
-           "reference_runs": {k: {**r, "seed_sigma": None} for k, r in committed["reference_runs"].items()}}
-    result = compare(committed, now)
-    assert result["passed"] and result["regime"]["why"] == NO_FINGERPRINT
-    key, run = next((k, r) for k, r in now["reference_runs"].items() if r["final_val_loss"])
-    run["final_val_loss"] *= 1.001
-    assert failed(compare(committed, now)) == [(run["claim"], key)]
+    assert committed["fingerprint"]["device"] and committed["fingerprint"]["corpus_hash"]
+    before_fingerprints = {k: v for k, v in committed.items() if k != "fingerprint"}
+    for baseline, fingerprint, why in ((committed, committed["fingerprint"], None), (before_fingerprints, ENV, NO_FINGERPRINT)):
+        now = {"scale": "smoke", "measured_at": "x", "git_commit": "y", "versions": {}, "fingerprint": fingerprint,
+               "tolerance": committed["tolerance"],
+               "claims": {c: {"status": b["status"], "sub_claims": b["sub_claims"],
+                              "figures": {n: {"value": f["value"], "low": None, "high": None, "unit": f["unit"]}
+                                          for n, f in b["figures"].items()}} for c, b in committed["claims"].items()},
+               "reference_runs": {k: {**r, "seed_sigma": None} for k, r in committed["reference_runs"].items()}}
+        result = compare(baseline, now)
+        assert result["passed"] and result["regime"]["name"] == BLESSED
+        if why:
+            assert result["regime"]["why"] == why
+        key, run = next((k, r) for k, r in now["reference_runs"].items() if r["final_val_loss"])
+        run["final_val_loss"] *= 1.001
+        assert failed(compare(baseline, now)) == [(run["claim"], key)]
 
 
 PERTURBED_LOSS = "reference_runs::adam_update_rms/0::final_val_loss"
