@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, sub_claim, tokens_of
-from optclaims.optim.schedules import lr_lambda
+from optclaims.optim.schedules import total_decay
 from optclaims.plotting import plt, sns
 
 SELECTION_STAGES = 3
@@ -298,9 +298,15 @@ def read_multiplier(df: pd.DataFrame, size: str, hypers: dict, muon_lr: float, a
             "muon_full_loss": float(muon.loss.iloc[-1]), "seeds": seeds}
 
 
-def size_results(df: pd.DataFrame, block: dict, th: dict) -> pd.DataFrame:
+def coordinate_descent(df: pd.DataFrame, block: dict, th: dict) -> dict[str, tuple[dict, dict]]:
+    """Optimizer → (tuned hyper-parameters, edge margins): ``tuned_hypers`` of both, once."""
+    return {opt: tuned_hypers(df, block, opt, th) for opt in OPTIMIZERS}
+
+
+def size_results(df: pd.DataFrame, block: dict, th: dict, tuning: dict | None = None) -> pd.DataFrame:
     seed0 = block["seeds"][0]
-    tuning = {opt: tuned_hypers(df, block, opt, th) for opt in OPTIMIZERS}
+    tuning = tuning or coordinate_descent(df, block, th)
+    sigma_tuning = tuning_sigma(df, block)
     hypers = {opt: tuning[opt][0] for opt in OPTIMIZERS}
     stage1 = {opt: best_of_sweep(lr_sweep(df, smallest_size(block), opt, defaults(block, opt), [seed0])) for opt in OPTIMIZERS}
     rows = []
@@ -317,7 +323,7 @@ def size_results(df: pd.DataFrame, block: dict, th: dict) -> pd.DataFrame:
                "lr_on_edge": [f"{opt} LR" for opt in OPTIMIZERS if best[opt]["on_edge"]]
                + [f"{opt} LR (stage 1)" for opt in OPTIMIZERS if stage1[opt]["on_edge"]]
                + [f"{opt} {h}" for opt in OPTIMIZERS for h, margin in tuning[opt][1].items()
-                  if size == smallest_size(block) and resolved_edge(margin, tuning_sigma(df, block), len(block["seeds"]), th)]}
+                  if size == smallest_size(block) and resolved_edge(margin, sigma_tuning, len(block["seeds"]), th)]}
         for opt in OPTIMIZERS:
             row[f"{opt}_best_lr"] = best[opt]["lr"]
             row[f"{opt}_log2_opt"] = best[opt]["log2_opt"]
@@ -447,10 +453,8 @@ def plot_lr_sweeps(ctx, df: pd.DataFrame, block: dict) -> None:
     plt.close(grid.figure)
 
 
-def plot_budgets(ctx, df: pd.DataFrame, sizes: pd.DataFrame, block: dict) -> None:
-    th = ctx.thresholds
+def plot_budgets(ctx, df: pd.DataFrame, sizes: pd.DataFrame, tuned: dict) -> None:
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.4 * len(sizes), 3.4), squeeze=False)
-    tuned = {opt: tuned_hypers(df, block, opt, th)[0] for opt in OPTIMIZERS}
     for ax, (_, s) in zip(axes[0], sizes.iterrows()):
         for opt, color in zip(OPTIMIZERS, sns.color_palette(n_colors=2)):
             lr = s.get(f"{opt}_best_lr")
@@ -491,11 +495,6 @@ def plot_multiplier(ctx, sizes: pd.DataFrame, th: dict) -> None:
 # ------------------------------------------------------------------ analysis
 
 
-def total_decay(cfg: dict) -> float:
-    """η·λ·Σ_t schedule(t): the total relative shrink decoupled decay applies over a run."""
-    return cfg["lr"] * cfg["weight_decay"] * sum(lr_lambda(cfg)(t) for t in range(cfg["steps"]))
-
-
 def gains_decay_note(df: pd.DataFrame, sizes: pd.DataFrame) -> str:
     """Why RMSNorm gains are not decayed here (Moonlight App. D decays them), with the number."""
     why = ("weight decay on the hidden and readout matrices only, for both optimizers; not on the RMSNorm gains, which "
@@ -514,7 +513,8 @@ def gains_decay_note(df: pd.DataFrame, sizes: pd.DataFrame) -> str:
 def analyze(ctx):
     th, block = ctx.thresholds, ctx.scale_spec
     df = runs_frame(ctx.runs, block)
-    sizes = size_results(df, block, th)
+    tuned = coordinate_descent(df, block, th)
+    sizes = size_results(df, block, th, tuned)
     status, reason = decide(sizes, th)
 
     meas = {}
@@ -535,9 +535,8 @@ def analyze(ctx):
 
     plot_lr_sweeps(ctx, df, block)
     if not sizes.empty:
-        plot_budgets(ctx, df, sizes, block)
+        plot_budgets(ctx, df, sizes, {opt: t[0] for opt, t in tuned.items()})
     plot_multiplier(ctx, sizes, th)
-    tuned = {opt: tuned_hypers(df, block, opt, th) for opt in OPTIMIZERS}
     notes = [f"{len(df)} runs ({int((df.status != 'ok').sum())} diverged)" if len(df) else "no runs"]
     notes += [f"{opt} tuned: " + ", ".join(f"{h} {v:g}" for h, v in tuned[opt][0].items()) for opt in OPTIMIZERS]
     notes.append(gains_decay_note(df, sizes))

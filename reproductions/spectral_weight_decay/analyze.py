@@ -12,14 +12,13 @@ combine into the claim's by the rule in claim.yaml.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from optclaims.analysis import measured, paired_difference, pooled_seed_sigma, sub_claim
 from optclaims.errors import ConfigError
-from optclaims.optim.schedules import lr_lambda
+from optclaims.optim.schedules import total_decay
 from optclaims.plotting import plt, sns
 
 ARM_LABELS = {"adamw": "AdamW", "muon": "Muon"}
@@ -58,21 +57,6 @@ def headline(th: dict) -> dict[str, str]:
     """The three settings every arm's verdict compares."""
     lam = th["headline_lambda"]
     return {"control": CONTROL, "reference": f"frobenius_{lam:g}", "candidate": f"spectral_{lam:g}"}
-
-
-def total_decay(cfg: dict) -> float:
-    """lr·λ·Σ_t schedule(t): on its own, decoupled decay multiplies a matrix by Π_t(1 − η_t λ) ≈
-    exp(−total) over the run; spectral decay applies the same to σ1 alone. For the hidden matrices
-    (a Muon run's aux_lr, where set, changes its readout's)."""
-    keys = ("schedule", "warmup_steps", "steps", "min_lr_ratio", "decay_frac")
-    return cfg["lr"] * cfg["weight_decay"] * schedule_sum(tuple(cfg.get(k) for k in keys))
-
-
-@lru_cache(maxsize=None)
-def schedule_sum(fields: tuple) -> float:
-    cfg = dict(zip(("schedule", "warmup_steps", "steps", "min_lr_ratio", "decay_frac"), fields))
-    schedule = lr_lambda(cfg)
-    return sum(schedule(t) for t in range(cfg["steps"]))
 
 
 # ------------------------------------------------------------------ frames

@@ -180,18 +180,12 @@ def paired_difference(df: pd.DataFrame, a, b, by: str = "setting", pair: str = "
     with the standard deviation of one pair's difference and Student's t interval of the mean.
     Pairs with a non-finite value on either side are left out; fewer than two pairs give NaN
     spread and interval."""
-    from scipy import stats
-
     side = lambda name: df[df[by] == name].set_index(pair)[value].astype(float)  # noqa: E731
     d = (side(a) - side(b)).dropna()
     d = d[np.isfinite(d)]
-    n = len(d)
-    mean = float(d.mean()) if n else math.nan
-    if n < 2:
-        return {"mean": mean, "sd": math.nan, "low": math.nan, "high": math.nan, "n": n}
-    sd = float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": n}
+    mean, low, high = t_interval(d, level)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+    return {"mean": mean, "sd": sd, "low": low, "high": high, "n": len(d)}
 
 
 def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:

@@ -26,10 +26,8 @@ from torch import Tensor
 
 from .hyper import MemberHypers, ROLES
 from .muon import MUON_ROLES, muon_update
+from ..runs import run_schema
 from .spectral_decay import top_singular_triplet
-
-OPTIMIZERS = ("adamw", "muon", "sgd")  # the run schema's optimizer families
-
 
 def per_member(t: Tensor, like: Tensor) -> Tensor:
     """A (K,) tensor viewed to broadcast against ``like`` of shape (K, ...)."""
@@ -54,6 +52,16 @@ def clip_member_grads_(params: list[Tensor], max_norm: Tensor) -> Tensor:
     for p in params:
         p.grad.mul_(per_member(coef, p.grad).to(p.grad.dtype))
     return norms
+
+
+def role_rms(named: list[tuple[str, str, Tensor]], direction) -> dict[str, Tensor]:
+    """Per role, (K,): the RMS of ``direction(name, p)`` (K, ...) per matrix, averaged over the role's
+    matrices (kexue.fm/archives/11267 measures the update RMS so)."""
+    by_role: dict[str, list[Tensor]] = defaultdict(list)
+    for name, role, p in named:
+        u = direction(name, p)
+        by_role[role].append(u.square().mean(dim=tuple(range(1, u.ndim))).sqrt())
+    return {role: torch.stack(rms).mean(0) for role, rms in by_role.items()}
 
 
 def _shape_buckets(named: list[tuple[str, str, Tensor]]) -> dict[tuple, list[int]]:
@@ -111,13 +119,13 @@ class StackedAdamW:
         """Per role, (K,): the RMS of m̂ / (√v̂ + ε), the direction AdamW steps along without η,
         per matrix, averaged over the role's matrices (kexue.fm/archives/11267 measures it so)."""
         bc1, bc2 = self._bias_corrections()
-        by_role: dict[str, list[Tensor]] = defaultdict(list)
-        for name, role, p in self.named:
+
+        def direction(name, p):
             s = self.state[name]
-            u = (s["exp_avg"].float() / per_member(bc1, p)) / (
+            return (s["exp_avg"].float() / per_member(bc1, p)) / (
                 (s["exp_avg_sq"].float() / per_member(bc2, p)).sqrt() + per_member(self.h.eps, p))
-            by_role[role].append(u.square().mean(dim=tuple(range(1, u.ndim))).sqrt())
-        return {role: torch.stack(rms).mean(0) for role, rms in by_role.items()}
+
+        return role_rms(self.named, direction)
 
     def state_dict(self) -> dict:
         return {"state": self.state, "steps": self.steps}
@@ -152,11 +160,7 @@ class StackedSGD:
     def update_rms(self) -> dict[str, Tensor]:
         """Per role, (K,): the RMS of the momentum b, the direction SGD steps along without η, per
         matrix, averaged over the role's matrices."""
-        by_role: dict[str, list[Tensor]] = defaultdict(list)
-        for name, role, p in self.named:
-            b = self.state[name]["momentum_buffer"].float()
-            by_role[role].append(b.square().mean(dim=tuple(range(1, b.ndim))).sqrt())
-        return {role: torch.stack(rms).mean(0) for role, rms in by_role.items()}
+        return role_rms(self.named, lambda name, p: self.state[name]["momentum_buffer"].float())
 
     def state_dict(self) -> dict:
         return {"state": self.state}
@@ -255,8 +259,9 @@ class OptimizerSet:
         self.h = hypers
         self.params = list(model.parameters())
         named = [(name, role, p) for role, group in model.param_groups().items() for name, p in group]
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer = {optimizer!r}: expected one of {OPTIMIZERS}")
+        known = run_schema()["properties"]["optimizer"]["enum"]
+        if optimizer not in known:
+            raise ValueError(f"optimizer = {optimizer!r}: expected one of {known}")
         muon = optimizer == "muon"
         self.muon = StackedMuon([t for t in named if t[1] in MUON_ROLES], hypers, ns_steps) if muon else None
         self.sgd = StackedSGD(named, hypers) if optimizer == "sgd" else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import lru_cache, partial
 
 
 def _warmup(step: int, warmup: int) -> float:
@@ -41,3 +41,20 @@ def lr_lambda(cfg: dict):
     if cfg["schedule"] == "wsd":
         kw["decay_frac"] = cfg["decay_frac"]
     return partial(fn, **kw)
+
+
+SCHEDULE_FIELDS = ("schedule", "warmup_steps", "steps", "min_lr_ratio", "decay_frac")
+
+
+@lru_cache(maxsize=None)
+def _schedule_sum(fields: tuple) -> float:
+    cfg = dict(zip(SCHEDULE_FIELDS, fields))
+    schedule = lr_lambda(cfg)
+    return sum(schedule(t) for t in range(cfg["steps"]))
+
+
+def total_decay(cfg: dict) -> float:
+    """lr·λ·Σ_t schedule(t): decoupled decay alone multiplies a decayed matrix by Π_t(1 − η_t λ) ≈
+    exp(−total) over the run (spectral decay does the same to σ1 alone). The sum is cached on the
+    schedule's own fields: a sweep's runs share a few schedules."""
+    return cfg["lr"] * cfg["weight_decay"] * _schedule_sum(tuple(cfg.get(k) for k in SCHEDULE_FIELDS))
