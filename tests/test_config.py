@@ -109,7 +109,7 @@ def test_default_corpora_offline_for_smoke_and_gpu_natural_text_for_full():
     """smoke and gpu must run with no download (the GPU slot has no network); the full scale's
     claims are about language models, so its default is web text from the hub (issue 12, item 8)."""
     scales = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())["scales"]
-    assert scales["smoke"]["corpus"]["spec"] == scales["gpu"]["corpus"]["spec"] == "pycode"
+    assert scales["smoke"]["corpus"]["spec"] == "pinned" and scales["gpu"]["corpus"]["spec"] == "pycode"
     kind, arg = parse_corpus_spec(scales["full"]["corpus"]["spec"])
     assert kind == "hf" and "fineweb" in arg.lower() and scales["full"]["corpus"]["max_bytes"]
 
@@ -136,3 +136,15 @@ def test_evaluated_runs_outside_the_plan_stop_it(tmp_path, workflow_config):
     path.write_text(path.read_text() + '\n\ndef evaluated_runs(block):\n    return [{**grid_runs(block)[0], "lr": 0.5}]\n')
     with pytest.raises(ConfigError, match="evaluated_runs names runs that are not in its plan"):
         build_plan({**workflow_config, "claims": ["adam_update_rms"]}, repro)
+
+
+def test_the_scales_own_corpus_carries_its_committed_hash_and_an_override_drops_it(workflow_config):
+    """The committed manifest hash belongs to the scale's corpus settings: an override of the spec
+    drops it, and it never enters the data id (it checks the corpus, it does not shape it)."""
+    workflow_config["scale"] = "smoke"
+    own = build_plan(workflow_config).data
+    assert own.corpus == "pinned" and own.expected_hash == workflow_config["scales"]["smoke"]["corpus"]["manifest_hash"]
+    workflow_config["corpus"] = "pycode"
+    assert build_plan(workflow_config).data.expected_hash is None
+    unchecked = type(own)(own.corpus, own.max_bytes, own.val_fraction, own.vocab_size)
+    assert unchecked.data_id == own.data_id

@@ -45,6 +45,7 @@ ROUND_TRIP_TEXTS = [
     "spec, expected",
     [
         ("pycode", ("pycode", "")),
+        ("pinned", ("pinned", "")),
         ("hf:roneneldan/TinyStories", ("hf", "roneneldan/TinyStories")),
         ("hf:wikitext:wikitext-2-raw-v1", ("hf", "wikitext:wikitext-2-raw-v1")),
         ("files:data/**/*.txt", ("files", "data/**/*.txt")),
@@ -149,6 +150,109 @@ def test_pycode_file_rules_on_a_fake_interpreter(tmp_path, monkeypatch):
     m = build_corpus("pycode", tmp_path / "out", min_val_docs=1)
     # copy_of_decoder.py sorts first, so it is the path kept for the shared content
     assert sorted(f["path"] for f in m["files"]) == ["site-packages/pkg/core.py", "stdlib/json/copy_of_decoder.py"]
+
+
+# ----------------------------------------------------------------------------- pinned
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_pinned_smoke_corpus_is_the_committed_one_and_only_pinned_pure_python():
+    """Built here from the installed pins, the smoke corpus has exactly the hash committed beside its
+    settings (a pin or corpus-code change fails this test before it moves every smoke figure)."""
+    import yaml
+
+    from optclaims.data.pinned import exact_pins
+
+    smoke = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())["scales"]["smoke"]["corpus"]
+    assert smoke["spec"] == "pinned"
+    pins = exact_pins()
+    assert pins["snakemake"] == "9.27.1" and "torch" not in pins and "pytest" not in pins  # extras left out
+    m = build_corpus("pinned", Path(tempfile_dir()), max_bytes=smoke["max_bytes"], val_fraction=smoke["val_fraction"],
+                     expected_hash=smoke["manifest_hash"])
+    names = {s["name"] for s in m["sources"]}
+    assert names <= set(pins) and {"snakemake", "lm-eval", "datasets"} <= names
+    assert not names & {"pandas", "pyarrow", "matplotlib", "tokenizers", "safetensors", "pyyaml"}  # platform wheels
+    assert m["n_bytes"] <= smoke["max_bytes"] and m["n_bytes"] > 0.99 * smoke["max_bytes"]
+    assert not any("/tests/" in f["path"] or f["path"].split("/")[-1].startswith("test_") for f in m["files"])
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="pinned-")
+
+
+def test_exact_pins_are_single_equals_without_markers():
+    from optclaims.data.pinned import exact_pins
+
+    reqs = ["a==1.0", "b>=2", "c==1.*", 'd==2; extra == "test"', "e[x]==3.1", "f==1,<2", "torch>=2.11"]
+    assert exact_pins(reqs) == {"a": "1.0", "e": "3.1"}
+
+
+def _fake_wheel(site: Path, name="fakepkg", version="1.0", tag="py3-none-any") -> dict[str, bytes]:
+    """An installed wheel under site: two modules and a test file, with its RECORD."""
+    import base64
+
+    files = {f"{name}/core.py": b"def core():\n    return 1\n" * 50, f"{name}/util.py": b"X = 2\n" * 40,
+             f"{name}/tests/test_core.py": b"assert True\n"}
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n")
+    lines = []
+    for rel, raw in files.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_bytes(raw)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
+        lines.append(f"{rel},sha256={digest},{len(raw)}")
+    (info / "RECORD").write_text("\n".join([*lines, f"{info.name}/RECORD,,"]) + "\n")
+    return files
+
+
+def test_a_pinned_distribution_missing_at_another_version_or_platform_specific_is_named(tmp_path):
+    from optclaims.data.pinned import pinned_sources
+
+    _fake_wheel(tmp_path / "site")
+    _fake_wheel(tmp_path / "site", name="binpkg", tag="cp311-cp311-manylinux_2_17_x86_64")
+    site = [str(tmp_path / "site")]
+    assert [s["name"] for s in pinned_sources({"fakepkg": "1.0", "binpkg": "1.0"}, site)] == ["fakepkg"]
+    with pytest.raises(ValueError, match=r"fakepkg is installed at 1.0, but optclaims pins fakepkg==2.0"):
+        pinned_sources({"fakepkg": "2.0"}, site)
+    with pytest.raises(ValueError, match=r"nosuchpkg==1.0 .* is not installed"):
+        pinned_sources({"nosuchpkg": "1.0"}, site)
+    with pytest.raises(ValueError, match="none of the exact pins"):
+        pinned_sources({"binpkg": "1.0"}, site)
+
+
+def test_a_pinned_file_edited_after_install_stops_the_build_naming_it(tmp_path, monkeypatch):
+    from optclaims.data import corpus, pinned
+
+    files = _fake_wheel(tmp_path / "site")
+    site = [str(tmp_path / "site")]
+    monkeypatch.setattr(corpus, "pinned_sources", lambda: pinned.pinned_sources({"fakepkg": "1.0"}, site))
+    m = build_corpus("pinned", tmp_path / "ok", min_val_docs=1)
+    assert sorted(f["path"] for f in m["files"]) == ["fakepkg/core.py", "fakepkg/util.py"]  # tests left out
+    assert m["sources"] == [{"name": "fakepkg", "version": "1.0"}]
+    assert {f["sha256"] for f in m["files"]} == {hashlib.sha256(files[f"fakepkg/{n}.py"]).hexdigest() for n in ("core", "util")}
+    (tmp_path / "site" / "fakepkg" / "util.py").write_bytes(b"X = 3\n" * 40)
+    with pytest.raises(ValueError, match=r"fakepkg/util.py differs from its wheel's RECORD hash"):
+        build_corpus("pinned", tmp_path / "edited", min_val_docs=1)
+    assert not (tmp_path / "edited").exists()
+
+
+def test_a_corpus_with_another_hash_than_the_committed_one_writes_nothing_and_names_what_it_read(tmp_path):
+    from optclaims.errors import CorpusMismatchError
+
+    _write_text_tree(tmp_path / "src")
+    spec = f"files:{tmp_path}/src/a/**/*.txt"
+    good = build_corpus(spec, tmp_path / "out", val_fraction=0.25, min_val_docs=2)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert build_corpus(spec, tmp_path / "out", val_fraction=0.25, min_val_docs=2, expected_hash=good["hash"])["hash"] == good["hash"]
+    with pytest.raises(CorpusMismatchError, match=f"has manifest hash {good['hash']}, not the committed {'0' * 64}: "
+                                                  r"it read 12 files \(\d+ bytes\)"):
+        build_corpus(spec, tmp_path / "out", val_fraction=0.25, min_val_docs=2, expected_hash="0" * 64)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
 
 
 # ----------------------------------------------------------------------------- files:<glob>

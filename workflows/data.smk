@@ -10,12 +10,13 @@ rule corpus:
         spec=PLAN.data.corpus,
         max_bytes=f"--max-bytes {PLAN.data.max_bytes}" if PLAN.data.max_bytes else "",
         val_fraction=PLAN.data.val_fraction,
+        expected_hash=f"--expect-hash {PLAN.data.expected_hash}" if PLAN.data.expected_hash else "",
     log:
         f"{SCALE_DIR}/logs/corpus.log",
     benchmark:
         f"{SCALE_DIR}/benchmarks/corpus/{PLAN.data.data_id}.tsv"
     shell:
-        "optclaims corpus --spec {params.spec:q} {params.max_bytes} --val-fraction {params.val_fraction}"
+        "optclaims corpus --spec {params.spec:q} {params.max_bytes} --val-fraction {params.val_fraction} {params.expected_hash}"
         " --out {DATA}/corpus > {log} 2>&1"
 
 

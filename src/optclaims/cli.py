@@ -16,7 +16,8 @@ from .runs import make_run_config, read_json, run_id, write_json
 def _corpus(a):
     from .data.corpus import build_corpus
 
-    m = build_corpus(a.spec, Path(a.out), max_bytes=a.max_bytes, val_fraction=a.val_fraction)
+    m = build_corpus(a.spec, Path(a.out), max_bytes=a.max_bytes, val_fraction=a.val_fraction,
+                     expected_hash=a.expect_hash)
     print(f"corpus {a.spec}: {m['n_files']} files, {m['n_bytes']} bytes, hash {m['hash'][:12]}")
 
 
@@ -259,9 +260,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("corpus", help="build a corpus: train/val documents and a manifest")
-    c.add_argument("--spec", default="pycode", help="pycode | hf:<dataset>[:<config>] | files:<glob>")
+    c.add_argument("--spec", default="pinned", help="pinned | pycode | hf:<dataset>[:<config>] | files:<glob>")
     c.add_argument("--max-bytes", type=int)
     c.add_argument("--val-fraction", type=float, default=0.1)
+    c.add_argument("--expect-hash", help="the manifest hash the corpus must have; another writes nothing and fails")
     c.add_argument("--out", required=True)
     c.set_defaults(func=_corpus)
 

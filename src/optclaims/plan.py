@@ -24,11 +24,13 @@ class DataSpec:
     max_bytes: int | None
     val_fraction: float
     vocab_size: int
+    expected_hash: str | None = None  # the committed manifest hash of the scale's own corpus; a check, not a shape
 
     @property
     def data_id(self) -> str:
         """Readable and unique: corpus slug, vocabulary, and a hash of everything that shapes the tokens."""
-        digest = hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+        shape = {k: v for k, v in self.__dict__.items() if k != "expected_hash"}
+        digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.corpus).strip("-")[:32]
         return f"{slug}-v{self.vocab_size}-{digest}"
 
@@ -83,8 +85,10 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
         parse_corpus_spec(spec)
     except ValueError as e:
         raise ConfigError(f"invalid corpus = {spec!r}: {e}") from None
+    own = spec == settings["corpus"]["spec"]  # an override of the spec drops the scale's committed hash
     data = DataSpec(spec, settings["corpus"].get("max_bytes"), settings["corpus"].get("val_fraction", 0.1),
-                    settings["tokenizer"].get("vocab_size", 8192))
+                    settings["tokenizer"].get("vocab_size", 8192),
+                    settings["corpus"].get("manifest_hash") if own else None)
 
     overrides = dict(config.get("run_overrides") or {})
     known = run_schema()["properties"]

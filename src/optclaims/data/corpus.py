@@ -2,13 +2,17 @@
 
 Corpus specs (strings, so they fit in a run config):
 
+    pinned                       Python source of the pure-Python distributions optclaims pins
+                                 exactly, as their wheels ship it: the same on every machine with
+                                 the same pins (data/pinned.py)
     pycode                       Python source of the running interpreter (stdlib + site-packages)
     hf:<dataset>[:<config>]      a Hugging Face dataset, split 'train' (needs the hub or its cache)
     files:<glob>                 local text files; ``**`` matches directories recursively
 
 ``build_corpus`` writes ``train.jsonl`` and ``val.jsonl`` (one ``{"path", "text"}`` object per
 document) and ``manifest.json``. Documents are split by a hash of their path, so a document's
-split never depends on what else is in the corpus.
+split never depends on what else is in the corpus. Given the hash a corpus should have (committed
+beside its settings), the build compares before it writes anything and names what it read.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from itertools import islice
 from pathlib import Path
 
 from ..atomic import atomic_output, write_json
-from ..errors import HubUnavailableError
+from ..errors import CorpusMismatchError, HubUnavailableError
+from .pinned import check_record, pinned_files, pinned_sources
 
-SPEC_FORMS = "'pycode', 'hf:<dataset>[:<config>]' or 'files:<glob>'"
+SPEC_FORMS = "'pinned', 'pycode', 'hf:<dataset>[:<config>]' or 'files:<glob>'"
+LOCAL_SPECS = ("pinned", "pycode")
 TEST_DIR_NAMES = {"test", "tests", "testing"}
 DEFAULT_MIN_VAL_DOCS = 4
 HF_DATASET_NAME = re.compile(r"[\w.\-]+(/[\w.\-]+)?")  # name or owner/name
@@ -52,8 +58,8 @@ def parse_corpus_spec(spec: str) -> tuple[str, str]:
     if not isinstance(spec, str):
         raise ValueError(f"corpus spec must be a string, got {spec!r}; expected {SPEC_FORMS}")
     spec = spec.strip()
-    if spec == "pycode":
-        return "pycode", ""
+    if spec in LOCAL_SPECS:
+        return spec, ""
     kind, sep, arg = spec.partition(":")
     if sep and kind == "hf":
         dataset, has_config, config = arg.partition(":")
@@ -74,11 +80,13 @@ def build_corpus(
     max_bytes: int | None = None,
     val_fraction: float = 0.1,
     min_val_docs: int = DEFAULT_MIN_VAL_DOCS,
+    expected_hash: str | None = None,
 ) -> dict:
     """Write out_dir/{train,val}.jsonl and out_dir/manifest.json; return the manifest.
 
     ``max_bytes`` caps the total UTF-8 size of the documents kept. Every file is written
-    atomically and the manifest last, so a manifest on disk means a complete corpus.
+    atomically and the manifest last, so a manifest on disk means a complete corpus. With
+    ``expected_hash`` a corpus of another hash raises CorpusMismatchError and writes nothing.
     """
     kind, arg = parse_corpus_spec(spec)
     if not 0.0 <= val_fraction < 1.0:
@@ -86,7 +94,11 @@ def build_corpus(
     if max_bytes is not None and max_bytes <= 0:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
 
-    if kind == "pycode":
+    sources = None
+    if kind == "pinned":
+        sources = pinned_sources()
+        docs = _pinned_documents(sources, max_bytes)
+    elif kind == "pycode":
         docs = _select_files(_pycode_files(), max_bytes)
     elif kind == "files":
         docs = _select_files(_glob_files(arg), max_bytes)
@@ -100,14 +112,18 @@ def build_corpus(
     splits = {"train": [d for d in docs if d.path not in val_paths],
               "val": [d for d in docs if d.path in val_paths]}
 
+    manifest = _manifest(spec, kind, splits, max_bytes=max_bytes, val_fraction=val_fraction)
+    if sources is not None:
+        manifest["sources"] = [{"name": s["name"], "version": s["version"]} for s in sources]
+    if expected_hash is not None and manifest["hash"] != expected_hash:
+        raise CorpusMismatchError(_mismatch(manifest, expected_hash))
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, split_docs in splits.items():
         with atomic_output(out_dir / f"{split}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
             for d in split_docs:
                 f.write(json.dumps({"path": d.path, "text": d.text}, ensure_ascii=False) + "\n")
-
-    manifest = _manifest(spec, kind, splits, max_bytes=max_bytes, val_fraction=val_fraction)
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -149,6 +165,14 @@ def _manifest(spec: str, kind: str, splits: dict[str, list[Document]], **options
         "files": files,
         "hash": hashlib.sha256(json.dumps(identity).encode()).hexdigest(),
     }
+
+
+def _mismatch(manifest: dict, expected: str) -> str:
+    read = ", ".join(f"{s['name']} {s['version']}" for s in manifest.get("sources", [])) or manifest["spec"]
+    return (f"corpus {manifest['spec']!r} (max_bytes={manifest['max_bytes']}, val_fraction={manifest['val_fraction']}) "
+            f"has manifest hash {manifest['hash']}, not the committed {expected}: it read {manifest['n_files']} files "
+            f"({manifest['n_bytes']} bytes) of {read}. Its figures would not be comparable with the baseline's. "
+            f"If a pin or the corpus code changed on purpose, commit the new hash (and bless the baseline again)")
 
 
 def _validation_paths(paths: list[str], val_fraction: float, min_val_docs: int) -> set[str]:
@@ -211,6 +235,19 @@ def _select_files(files: list[tuple[str, Path]], max_bytes: int | None) -> Itera
             seen.add(doc.sha256)
             budget -= doc.n_bytes
             yield doc
+
+
+def _pinned_documents(sources: list[dict], max_bytes: int | None) -> Iterator[Document]:
+    """The pinned corpus's documents, each checked against its wheel's RECORD hash."""
+    files = {f.path: f for f in pinned_files(sources, keep=lambda rel: not _in_tests(rel))}
+    for doc in _select_files([(rel, f.location) for rel, f in files.items()], max_bytes):
+        check_record(files[doc.path], doc.text.encode("utf-8"))
+        yield doc
+
+
+def _in_tests(rel: str) -> bool:
+    *dirs, name = rel.split("/")
+    return any(_is_test_name(d) for d in dirs) or _is_test_file(name)
 
 
 def _pycode_files() -> list[tuple[str, Path]]:

@@ -1,6 +1,7 @@
 """Current figures against the baseline: one row per status, figure and reference-run loss, with
 baseline, current, tolerance and verdict. A flipped status, a figure outside its tolerance, or
 anything the baseline has that the results lack fails the check; what is new only gets a note.
+In the statistical regime a flip whose claim's figures all stayed within their spread passes, noted.
 
 The tolerance regime is chosen by the environment fingerprint: the same environment as the
 baseline's → the tolerances blessed for the scale (tight where runs repeat bit for bit); a different
@@ -73,16 +74,22 @@ def _config_change(base: dict, cur: dict) -> str:
     return "config changed: " + ", ".join(changed) if changed else ""
 
 
-def _annotate_flips(status_rows: list[dict], figure_rows: list[dict]) -> None:
-    """In the statistical regime: a flipped status stays a failure, noted with whether its claim's
-    figures moved beyond their spread (which figure decides a status is not recorded, so all of the
-    claim's figures are named)."""
+def _judge_flips(status_rows: list[dict], figure_rows: list[dict]) -> None:
+    """In the statistical regime a status may flip only where a figure of its claim moved beyond its
+    spread: a flip with every figure inside its tolerance is the noise of another environment, and
+    passes, noted (which figure decides a status is not recorded, so all of the claim's figures
+    count; a claim with no figures keeps every flip a failure)."""
     moved = [r["name"] for r in figure_rows if r["verdict"] == FAIL]
-    note = ("its claim's figures moved beyond their spread: " + ", ".join(moved) if moved
-            else "its claim's figures all stayed within their spread (the deciding figure is not linked to the status)")
     for r in status_rows:
-        if r["verdict"] == FAIL and r["note"] == "status flipped":
-            r["note"] = f"status flipped; {note}"
+        if r["verdict"] != FAIL or r["note"] != "status flipped":
+            continue
+        if moved or not figure_rows:
+            r["note"] = ("status flipped; its claim's figures moved beyond their spread: " + ", ".join(moved) if moved
+                         else "status flipped; its claim has no figures to weigh the flip against")
+        else:
+            r["verdict"] = PASS
+            r["note"] = (f"status flipped within the spread: all {len(figure_rows)} figures of its claim stayed "
+                         "inside their tolerances, so the flip is not a change")
 
 
 def detectable(result: dict) -> list[tuple[str, float]]:
@@ -115,7 +122,7 @@ def compare(baseline: dict, figures: dict) -> dict:
             figs.append(_row("figure", claim, name, f["value"], cur, PASS if ok else FAIL, tol,
                              "" if ok else "outside tolerance"))
         if mode == STATISTICAL:
-            _annotate_flips(status, figs)
+            _judge_flips(status, figs)
         rows += status + figs
         rows += [_row("figure", claim, name, None, f["value"], NEW, note="not in the baseline")
                  for name, f in c["figures"].items() if name not in b["figures"]]

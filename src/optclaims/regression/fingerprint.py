@@ -5,6 +5,7 @@ build and the device. Two checks with the same fingerprint should repeat bit for
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from pathlib import Path
 
@@ -18,6 +19,7 @@ FIELDS = {
     "tokenizer_hash": "tokenizer hash (sha256 of tokenizer.json)",
     "processor": "processor model",
     "isa_flags": "instruction-set flags (sha256 of the sorted flags)",
+    "cpu_kernels": "CPU kernels torch dispatches to (and the variables that choose them)",
     "threads": "training threads",
     "torch": "torch version",
     "torch_build": "torch build",
@@ -46,6 +48,16 @@ def processor(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, str]:
     return model, hashlib.sha256(flags.encode()).hexdigest()[:16]
 
 
+# Variables that make torch's CPU libraries pick other kernels than the processor would.
+KERNEL_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
+
+
+def cpu_kernels(environ=os.environ) -> str:
+    """ATen's CPU capability in use (e.g. "AVX512"), with any kernel-choosing variables that are set."""
+    chosen = [f"{k}={environ[k]}" for k in KERNEL_VARIABLES if environ.get(k)]
+    return " ".join([torch.backends.cpu.get_cpu_capability(), *chosen])
+
+
 def device_of(run_devices: list) -> str:
     """The device the runs trained on: "cpu", or the CUDA device's name (as the runs recorded it)."""
     names = sorted({"cpu" if str(d).startswith("cpu") else str(d) for d in run_devices if d})
@@ -69,6 +81,7 @@ def fingerprint(data_dir: Path, threads: int, run_devices: list) -> dict:
         "tokenizer_hash": _sha256(tokenizer),
         "processor": model,
         "isa_flags": flags,
+        "cpu_kernels": cpu_kernels(),
         "threads": threads,
         "torch": torch.__version__,
         "torch_build": f"git {torch.version.git_version[:12]}, cuda {torch.version.cuda or 'none'}",
