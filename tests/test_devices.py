@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from optclaims.devices import SIMULATE_ENV, claim, release, try_claim, visible_devices
+from optclaims.devices import SIMULATE_ENV, claim, release, resolve_device, try_claim, visible_devices
+from optclaims.errors import ConfigError
 
 HOLDER = """
 import json, sys, time
@@ -107,3 +108,20 @@ def test_train_claims_a_device_and_names_it_in_its_log(tmp_path, tiny_data, tiny
                            "--out", str(tmp_path / "run"), "--jobs-per-gpu", "2"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "device 0 (share 1 of 2)" in proc.stderr
+
+
+def test_resolve_device_auto_and_clear_errors(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match='eval device = "cuda", but no CUDA device is available'):
+        resolve_device("cuda", key="eval device")
+    with pytest.raises(ConfigError, match='device = "gpu" is not a device'):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match='device = "cuda:2", but only 2 CUDA device'):
+        resolve_device("cuda:2")

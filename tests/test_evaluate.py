@@ -3,9 +3,13 @@
 import json
 import math
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +18,16 @@ from lm_eval.api.instance import Instance
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from optclaims.checkpoint import save_member
+from optclaims.errors import ConfigError
 from optclaims.evaluate import HubUnavailableError, build_tasks, evaluate_run
+from optclaims.evaluate.__main__ import prepare_optclaims_run
 from optclaims.evaluate.lm import OptclaimsLM
 from optclaims.model import GPT, GPTConfig, MemberInit
 
 SEQ_LEN = 32
+README = Path(__file__).resolve().parents[1] / "README.md"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+CPU_ONLY = {**os.environ, **OFFLINE, "CUDA_VISIBLE_DEVICES": ""}  # a machine without a GPU, as far as torch sees
 
 
 def python_file(k: int) -> str:
@@ -120,6 +129,19 @@ def test_loglikelihood_empty_context_conditions_on_eot(env):
     assert ll == pytest.approx(summed_logprob(lm.model, [0] + cont[:-1], cont), abs=1e-4)
 
 
+def test_pairs_are_encoded_whole_then_split(env):
+    """lm-eval's TemplateLM rule for causal models: encode context + continuation as one string;
+    the continuation is what follows the context's own tokens. Mid-word, that differs from
+    encoding the continuation alone."""
+    lm, tok = env["lm"], env["tok"]
+    ctx, cont = "import ma", "th.sqrt(x)"
+    split = ids(tok, ctx + cont)[len(ids(tok, ctx)) :]
+    assert split and split != ids(tok, cont)
+    [(ll, _)] = lm.loglikelihood([request("loglikelihood", ctx, cont)])
+    seq = ids(tok, ctx) + split
+    assert ll == pytest.approx(summed_logprob(lm.model, seq[:-1], split), abs=1e-4)
+
+
 def test_is_greedy_flag(env):
     lm, tok = env["lm"], env["tok"]
     # tokens that come back as themselves when their text is re-encoded
@@ -169,6 +191,78 @@ def test_generate_until_is_greedy_and_stops(env):
     )
     assert cut == free[: free.find(stop)] and stop not in cut
     assert free.startswith(short) and len(short) < len(free)
+
+
+def test_device_auto_is_the_cpu_without_cuda(env, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lm = OptclaimsLM(run_dir=env["run"], tokenizer=env["data"] / "tokenizer.json")  # the default: auto
+    assert lm.device == torch.device("cpu") and next(lm.model.parameters()).device.type == "cpu"
+    with pytest.raises(ConfigError, match='device = "cuda:0", but no CUDA device'):
+        OptclaimsLM(run_dir=env["run"], tokenizer=env["data"] / "tokenizer.json", device="cuda:0")
+
+
+@pytest.mark.parametrize("value", ["auto", "auto:4", "0", "-2", "1.5", 0])
+def test_batch_size_must_be_a_positive_integer(env, value):
+    with pytest.raises(ConfigError, match="batch_size") as err:
+        OptclaimsLM.create_from_arg_string(
+            f"run_dir={env['run']},tokenizer={env['data'] / 'tokenizer.json'}", {"batch_size": value, "device": "cpu"}
+        )
+    assert repr(value) in str(err.value)
+
+
+def test_batch_size_as_lm_eval_passes_it(env):
+    args = f"run_dir={env['run']},tokenizer={env['data'] / 'tokenizer.json'}"
+    assert OptclaimsLM.create_from_arg_string(args, {"batch_size": "8", "device": "cpu"}).batch_size == 8
+    with pytest.raises(ConfigError, match="max_batch_size = 32"):
+        OptclaimsLM.create_from_arg_string(args, {"batch_size": "auto", "max_batch_size": 32, "device": "cpu"})
+
+
+def test_wrong_paths_are_named(env, tmp_path):
+    tokenizer = env["data"] / "tokenizer.json"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"tokenizer {tmp_path / 'nope.json'}: no such file")):
+        OptclaimsLM(run_dir=env["run"], tokenizer=tmp_path / "nope.json", device="cpu")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"run_dir = {tmp_path / 'nope'}: no such directory")):
+        OptclaimsLM(run_dir=tmp_path / "nope", tokenizer=tokenizer, device="cpu")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"run_dir = {tmp_path} holds no summary.json")):
+        OptclaimsLM(run_dir=tmp_path, tokenizer=tokenizer, device="cpu")
+
+
+def lm_eval_args(*argv):
+    from lm_eval._cli import HarnessCLI
+
+    return HarnessCLI()._parser.parse_args(["run", *argv])
+
+
+def test_the_lm_eval_command_defaults_the_optclaims_device_to_auto(env, tmp_path):
+    model = ["--model_args", f"run_dir={env['run']},tokenizer={env['data'] / 'tokenizer.json'}", "--tasks", "x"]
+    args = lm_eval_args("--model", "optclaims", *model)
+    prepare_optclaims_run(args)
+    assert args.device == "auto"  # not lm-eval's own default, cuda:0
+    args = lm_eval_args("--model", "optclaims", *model, "--device", "cpu")
+    prepare_optclaims_run(args)
+    assert args.device == "cpu"
+    config = tmp_path / "config.yaml"  # a device in the --config file is the user's choice too
+    config.write_text("model: optclaims\ndevice: cpu\n")
+    args = lm_eval_args("--config", str(config), *model)
+    prepare_optclaims_run(args)
+    assert args.device is None
+    args = lm_eval_args("--model", "hf", "--model_args", "pretrained=gpt2", "--tasks", "x")
+    prepare_optclaims_run(args)
+    assert args.device is None  # lm-eval's other models keep lm-eval's defaults
+
+
+def test_the_lm_eval_command_checks_the_model_arguments(env):
+    run, tokenizer = env["run"], env["data"] / "tokenizer.json"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"run_dir = {run}x: no such directory")):
+        prepare_optclaims_run(lm_eval_args("--model", "optclaims", "--model_args", f"run_dir={run}x,tokenizer={tokenizer}"))
+    with pytest.raises(ConfigError, match="batch_size = 'auto'"):
+        prepare_optclaims_run(lm_eval_args("--model", "optclaims", "--model_args", f"run_dir={run},tokenizer={tokenizer}",
+                                           "--batch_size", "auto"))
+    with pytest.raises(ConfigError, match="give it as --batch_size"):
+        prepare_optclaims_run(lm_eval_args("--model", "optclaims", "--model_args",
+                                           f"run_dir={run},tokenizer={tokenizer},batch_size=4"))
+    with pytest.raises(ConfigError, match="lacks tokenizer"):
+        prepare_optclaims_run(lm_eval_args("--model", "optclaims", "--model_args", f"run_dir={run}"))
 
 
 def test_build_tasks_deterministic_and_gold_right(env, tmp_path):
@@ -265,16 +359,33 @@ def test_registered_with_lm_eval(env):
     assert get_model("dummy").__name__ == "DummyLM"  # lm-eval's own models still resolve
 
 
+def readme_lm_eval_command() -> str:
+    [command] = re.findall(r"`(optclaims-lm-eval run [^`]*)`", README.read_text())
+    return command
+
+
+def lm_eval_command_line(command: str, run: Path, data: Path) -> list[str]:
+    """The README's command with its placeholders filled in, run with the installed script."""
+    argv = shlex.split(command.replace("RUN", str(run)).replace("DATA", str(data)))
+    return [shutil.which("optclaims-lm-eval", path=str(Path(sys.executable).parent)), *argv[1:]]
+
+
 def test_lm_eval_cli_with_the_optclaims_model(env, tmp_path):
-    """lm-eval's own command line (with our model registered) runs a local task on a checkpoint."""
-    tasks_dir = tmp_path / "tasks"
-    build_tasks(env["data"] / "corpus" / "val.jsonl", tasks_dir, n_docs=3, n_cloze=4, max_doc_chars=300)
-    out = tmp_path / "cli_out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "optclaims.evaluate", "run", "--model", "optclaims",
-         "--model_args", f"run_dir={env['run']},tokenizer={env['data'] / 'tokenizer.json'}",
-         "--tasks", "optclaims_ppl", "--include_path", str(tasks_dir), "--limit", "2", "--device", "cpu",
-         "--output_path", str(out)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    """The README's lm-eval command, as written, on a machine without CUDA: lm-eval's own command
+    line (with our model registered) runs a local task on a checkpoint."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(env["data"] / "tokenizer.json", data / "tokenizer.json")
+    build_tasks(env["data"] / "corpus" / "val.jsonl", data / "tasks", n_docs=3, n_cloze=4, max_doc_chars=300)
+    argv = lm_eval_command_line(readme_lm_eval_command(), env["run"], data) + ["--limit", "2"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=CPU_ONLY, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bits_per_byte" in proc.stdout
+
+
+def test_lm_eval_cli_names_a_wrong_tokenizer_path_at_once(env, tmp_path):
+    argv = lm_eval_command_line(readme_lm_eval_command(), env["run"], tmp_path)  # no tokenizer, no tasks there
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=CPU_ONLY, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"optclaims-lm-eval: error: tokenizer {tmp_path}/tokenizer.json: no such file"
+    assert "Traceback" not in proc.stderr and "Selected Tasks" not in proc.stderr  # before any task was loaded

@@ -13,11 +13,11 @@ rule evaluate:
         tasks=",".join(SETTINGS["eval"]["tasks"]),
         hub=",".join(SETTINGS["eval"].get("hub_tasks", [])),
         limit=f"--limit {SETTINGS['eval']['limit']}" if SETTINGS["eval"].get("limit") else "",
-        device=SETTINGS["eval"].get("device", "cpu"),
-        batch_size=SETTINGS["eval"].get("batch_size", 16),
+        device=SETTINGS["eval"]["device"],
+        batch_size=SETTINGS["eval"]["batch_size"],
     threads: SETTINGS["train"].get("threads", 1)
     resources:
-        gpu=1 if SETTINGS["eval"].get("device", "cpu") != "cpu" and ON_GPU else 0,
+        gpu=1 if SETTINGS["eval"]["device"] != "cpu" and ON_GPU else 0,
     log:
         f"{SCALE_DIR}/logs/eval/{{run_id}}.log",
     benchmark:

@@ -314,7 +314,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--tasks", type=_csv, default=["optclaims_ppl", "optclaims_cloze"])
     c.add_argument("--hub-tasks", type=_csv, default=[])
     c.add_argument("--limit", type=int)
-    c.add_argument("--device", default="cpu")
+    c.add_argument("--device", default="auto", help="auto (CUDA where available, else the CPU), cpu, cuda or cuda:N")
     c.add_argument("--batch-size", type=int, default=16)
     _jobs_per_gpu_argument(c)
     c.add_argument("--out", required=True)

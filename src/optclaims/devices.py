@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 SIMULATE_ENV = "OPTCLAIMS_SIMULATED_DEVICES"   # a device count: tests on CPU, no CUDA touched
 LOCK_DIR_ENV = "OPTCLAIMS_DEVICE_LOCKS"
 
@@ -104,3 +106,23 @@ def assigned_device(jobs_per_device: int = 1, wanted: str = "auto"):
         yield slot.device
     finally:
         release(slot)
+
+
+def resolve_device(wanted: str, key: str = "device"):
+    """The torch device a job asked for as ``wanted``: "auto" is CUDA where it is available, else
+    the CPU; otherwise a torch device string ("cpu", "cuda", "cuda:1"). CUDA asked for where there
+    is none, or a string that names no device, is a ConfigError naming ``key`` and the value."""
+    import torch
+
+    if wanted == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f'{key} = "{wanted}" is not a device: use "auto", "cpu", "cuda" or "cuda:N"') from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f'{key} = "{wanted}", but no CUDA device is available here (use "auto" or "cpu")')
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f'{key} = "{wanted}", but only {torch.cuda.device_count()} CUDA device(s) are visible')
+    return device

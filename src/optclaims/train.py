@@ -28,7 +28,7 @@ import torch
 from . import checkpoint
 from .atomic import atomic_output, file_sha256, held_locks
 from .data.shards import TokenShard
-from .errors import ConfigError
+from .devices import resolve_device
 from .model import GPT, activation_names, flops_per_token, record_activations
 from .optim import OptimizerSet, clip_member_grads_, member_hypers
 from .optim.schedules import lr_lambda
@@ -78,10 +78,7 @@ def train_population(members: list[Member], data_dir: Path, state_dir: Path, pop
 def resolve_runtime(configs: list[dict]) -> tuple[torch.device, torch.dtype | None, bool]:
     """(device, autocast dtype or None, compile?) of a population from its "auto" choices."""
     cfg = configs[0]
-    want = cfg["device"]
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run config asks for device = \"cuda\" but no CUDA device is available")
-    device = torch.device("cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu")
+    device = resolve_device(cfg["device"], key="run config device")
     dtype = {"float32": None, "bfloat16": torch.bfloat16}.get(cfg["dtype"], torch.bfloat16 if device.type == "cuda" else None)
     return device, dtype, compiles(configs, device.type)
 

@@ -37,6 +37,8 @@ def train_tokenizer(corpus_dir: Path, out_path: Path, vocab_size: int = 8192) ->
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
+    if not Path(path).is_file():  # the tokenizers library's own error names no path
+        raise FileNotFoundError(f"tokenizer {path}: no such file")
     tok = Tokenizer.from_file(str(path))
     # Not stored in tokenizer.json: treat "<|endoftext|>" inside text as text, not as EOT.
     tok.encode_special_tokens = True

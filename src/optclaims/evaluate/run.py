@@ -32,7 +32,7 @@ def evaluate_run(
     out_path: Path,
     *,
     limit: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 16,
     hub_tasks: list[str] | tuple[str, ...] = (),
 ) -> dict:
