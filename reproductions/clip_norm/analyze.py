@@ -23,6 +23,7 @@ from scipy import stats
 from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, run_fields, sub_claim
 from optclaims.parametrization import with_base_width
 from optclaims.plotting import plt, sns
+from optclaims.settings import RUN_DEFAULTS
 
 ARMS = ("adam", "control")
 BOOTSTRAP_DRAWS = 1000  # redraws of the LR-grid losses behind the corollary's interval
@@ -87,7 +88,7 @@ def hidden_params(cfg: dict) -> int:
     """N of the corollary: the hidden matrices of every block, attention q, k, v, o (4d²) and MLP in
     and out (2·d·d_mlp); embeddings, readout and gains not counted."""
     d = cfg["d_model"]
-    d_mlp = int(round(cfg.get("mlp_ratio", 4.0) * d))
+    d_mlp = int(round(cfg.get("mlp_ratio", RUN_DEFAULTS["mlp_ratio"]) * d))
     return cfg["n_layers"] * (4 * d * d + 2 * d * d_mlp)
 
 

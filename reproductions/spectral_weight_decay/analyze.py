@@ -20,6 +20,7 @@ from optclaims.analysis import measured, paired_difference, pooled_seed_sigma, s
 from optclaims.errors import ConfigError
 from optclaims.optim.schedules import total_decay
 from optclaims.plotting import plt, sns
+from optclaims.settings import RUN_DEFAULTS
 
 ARM_LABELS = {"adamw": "AdamW", "muon": "Muon"}
 CONTROL = "no_decay"
@@ -37,7 +38,7 @@ def plan_runs(block: dict) -> list[dict]:
     optimizers = [a.get("optimizer") for a in arms]
     if None in optimizers or len(set(optimizers)) != len(optimizers):
         raise ConfigError(f"spectral_weight_decay: optimizers name {optimizers}; each arm needs its own 'optimizer'")
-    names = [setting({**{"weight_decay_kind": "decoupled"}, **d}) for d in decays]
+    names = [setting({"weight_decay_kind": RUN_DEFAULTS["weight_decay_kind"], **d}) for d in decays]
     if len(set(names)) != len(names):
         raise ConfigError(f"spectral_weight_decay: decays = {decays!r} name the settings {names} more than once")
     base = block.get("base", {})

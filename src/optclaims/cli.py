@@ -211,6 +211,18 @@ def _readme_table(a):
     print(f"{a.readme}: gpu reference table {'rewritten' if changed else 'already in sync'}")
 
 
+def _run_fields(a):
+    from .run_fields import out_of_sync, write_table
+
+    if a.check:
+        problems = out_of_sync(Path(a.readme))
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    changed = write_table(Path(a.readme))
+    print(f"{a.readme}: table of run fields {'rewritten' if changed else 'already in sync'}")
+
+
 def _reference_figures(a):
     import yaml
 
@@ -389,6 +401,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--root", default=".")
     c.add_argument("--check", action="store_true")
     c.set_defaults(func=_readme_table)
+
+    c = sub.add_parser("run-fields", help="rewrite the README's table of run fields from the run schema "
+                       "(--check: exit 1 if it is out of sync)")
+    c.add_argument("--readme", default="README.md")
+    c.add_argument("--check", action="store_true")
+    c.set_defaults(func=_run_fields)
 
     c = sub.add_parser("reference-figures", help="what the nightly compares, from the committed gpu references "
                        "(bless it into results/baselines/gpu.json)")

@@ -78,7 +78,7 @@ def throughput(table: pd.DataFrame, device: str, cfg: dict, members: int, compil
     if rows.empty:
         raise ValueError(f"the cost table has no row for device {device!r}")
     fpt = run_flops_per_token(cfg)
-    row_fpt = rows.apply(lambda r: run_flops_per_token(r.to_dict() | {"n_heads": 1, "mlp_ratio": 4.0}), axis=1)
+    row_fpt = rows.apply(lambda r: run_flops_per_token(r.to_dict() | {"n_heads": 1}), axis=1)
     measured = rows.measured.astype(str).str.lower() == "true"
     row_compiled = rows.compiled.astype(str).str.lower() == "true"
     distance = (np.abs(np.log2(rows.members / members)) + np.abs(np.log2(row_fpt / fpt))

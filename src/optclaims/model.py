@@ -22,36 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """What fixes the tensor shapes: shared by every member of a population."""
-
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    seq_len: int
-    mlp_ratio: float = 4.0
-    norm_eps: float = 1e-6
-
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_heads
-
-    @property
-    def d_mlp(self) -> int:
-        return int(round(self.mlp_ratio * self.d_model))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .settings import RUN_DEFAULTS
+from .shape import GPTConfig
 
 
 @dataclass(frozen=True)
 class MemberInit:
     """One member's initialisation and fixed multipliers (``parametrization.member_init`` fills it)."""
 
-    init_std: float = 0.02            # embeddings, and every matrix whose own std is None
+    init_std: float = RUN_DEFAULTS["init_std"]  # embeddings, and every matrix whose own std is None
     hidden_gain: float | None = None  # hidden matrices: std gain/sqrt(fan_in) (μP); None: init_std
     readout_std: float | None = None  # 0: a zero-initialised readout
     zero_query: bool = False          # zero-initialise the query projection (uniform attention at init)
@@ -142,8 +121,6 @@ class Readout(StackedLinear):
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig, members: Sequence[MemberInit], seeds: Sequence[int] | None = None):
         super().__init__()
-        if cfg.d_model % cfg.n_heads:
-            raise ValueError(f"d_model={cfg.d_model} is not divisible by n_heads={cfg.n_heads}")
         K = len(members)
         if K < 1 or (seeds is not None and len(seeds) != K):
             raise ValueError(f"a population needs one MemberInit (and one seed) per member; got {K} and {seeds}")

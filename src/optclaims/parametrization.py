@@ -4,7 +4,7 @@ Both are explicit numbers: the init stds, zero-inits and attention scale become 
 ``MemberInit`` (``member_init``), the learning-rate multipliers scale each parameter role's
 learning rate (``lr_multipliers``), so members of one population may differ in parametrization.
 
-``sp``   GPT-2's standard parametrization: std ``init_std`` (0.02) for embeddings, hidden matrices
+``sp``   GPT-2's standard parametrization: std ``init_std`` for embeddings, hidden matrices
          and readout (residual projections a further 1/√(2L), a depth factor), attention 1/√d_head,
          one learning rate for every group.
 ``mup``  μP for Adam (Tensor Programs V, arXiv 2203.03466, Table 3; Su, kexue.fm/archives/10770),
@@ -30,20 +30,16 @@ from __future__ import annotations
 
 import math
 
-from .model import GPTConfig, MemberInit
+from .model import MemberInit
+from .settings import choices
+from .shape import model_config  # noqa: F401  (re-exported: a run config's model shape)
 
-PARAMETRIZATIONS = ("sp", "mup")
-SHAPE_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio")
+PARAMETRIZATIONS = choices("parametrization")
 
 
 def width_mult(cfg: dict) -> float:
     """d_model / mup_base_width for μP runs, 1 for SP."""
     return cfg["d_model"] / cfg["mup_base_width"] if cfg["parametrization"] == "mup" else 1.0
-
-
-def model_config(cfg: dict) -> GPTConfig:
-    """The shape of a run config's model (shared by the members of a population)."""
-    return GPTConfig(**{k: cfg[k] for k in SHAPE_KEYS})
 
 
 def member_init(cfg: dict) -> MemberInit:

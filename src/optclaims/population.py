@@ -15,7 +15,8 @@ import math
 from collections import defaultdict
 
 from .errors import ConfigError
-from .model import GPTConfig, flops_per_token
+from .model import flops_per_token
+from .shape import model_config
 
 POPULATION_KEYS = ("data", "vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "batch_size",
                    "optimizer", "muon_ns_steps", "dtype", "compile", "device", "log_every", "eval_every",
@@ -51,21 +52,17 @@ COMPILE_SECONDS, COMPILE_SPEEDUP, EAGER_FLOPS_PER_S = 45.0, 1.3, 150e12
 COMPILE_MIN_FLOPS = COMPILE_SECONDS * COMPILE_SPEEDUP / (COMPILE_SPEEDUP - 1) * EAGER_FLOPS_PER_S
 
 
-def _shape(cfg: dict) -> GPTConfig:
-    return GPTConfig(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["n_heads"], cfg["seq_len"], cfg.get("mlp_ratio", 4.0))
-
-
 def matmul_params(cfg: dict) -> int:
     """Non-embedding parameters of one member of a run config's model: hidden matrices, gains and
     readout (summary.json's ``n_params_matmul``, ``GPT.num_params()``), without building it."""
-    shape = _shape(cfg)
+    shape = model_config(cfg)
     d, f = shape.d_model, shape.d_mlp
     return shape.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d + d * shape.vocab_size
 
 
 def run_flops_per_token(cfg: dict) -> float:
     """Training FLOPs per token of a run config's model (``model.flops_per_token``)."""
-    return flops_per_token(_shape(cfg), matmul_params(cfg))
+    return flops_per_token(model_config(cfg), matmul_params(cfg))
 
 
 def population_flops(configs: list[dict]) -> float:
@@ -90,8 +87,9 @@ def member_bytes(cfg: dict) -> int:
     """An upper estimate of one member's training memory: float32 weights, gradients and two
     optimizer moments (16 bytes per parameter), and float32 activations kept for the backward pass
     (about 20 d-wide tensors per layer and token, plus the float32 logits and their gradient)."""
-    d, L, V, T, B = cfg["d_model"], cfg["n_layers"], cfg["vocab_size"], cfg["seq_len"], cfg["batch_size"]
-    d_mlp = cfg.get("mlp_ratio", 4.0) * d
+    shape = model_config(cfg)
+    d, L, V, T, B = shape.d_model, shape.n_layers, shape.vocab_size, shape.seq_len, cfg["batch_size"]
+    d_mlp = shape.mlp_ratio * d
     params = V * d + T * d + L * (4 * d * d + 2 * d * d_mlp + 2 * d) + d + V * d
     activations = B * T * (L * (16 * d + 2 * d_mlp) + 3 * V) * 4
     return int(16 * params + activations)

@@ -8,51 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
-from importlib import resources
 
 import jsonschema
 
 from .atomic import read_json, write_json  # noqa: F401  (re-exported for callers of runs)
 from .errors import ConfigError
-
-RUN_DEFAULTS: dict = {
-    "mlp_ratio": 4.0,
-    "init_std": 0.02,
-    "parametrization": "sp",
-    "beta1": 0.9,
-    "beta2": 0.95,
-    "eps": 1e-8,
-    "weight_decay": 0.1,
-    "weight_decay_kind": "decoupled",
-    "schedule": "cosine",
-    "warmup_steps": 0,
-    "decay_frac": 0.2,
-    "min_lr_ratio": 0.1,
-    "clip": 1.0,
-    "log_every": 10,
-    "eval_every": 100,
-    "val_batches": 8,
-    "ckpt_every": 100,
-    "divergence_ratio": 3.0,
-    "device": "auto",
-    "dtype": "auto",
-    "compile": "auto",
-    "activation_steps": 0,
-    "log_spectra": False,
-}
-# Filled in (and allowed) only for Muon runs, so an AdamW run's id does not carry Muon's settings.
-MUON_DEFAULTS: dict = {"muon_scale": "moonlight", "muon_momentum": 0.95, "muon_ns_steps": 5, "aux_lr": None}
-# Likewise only for SGD runs: heavy-ball momentum (torch.optim.SGD's, dampening 0, no Nesterov).
-SGD_DEFAULTS: dict = {"sgd_momentum": 0.9}
-# Likewise only for μP runs; mup_base_width has no default (the width whose learning rates μP keeps).
-MUP_DEFAULTS: dict = {"mup_zero_readout": True, "mup_zero_query": True}
-MUP_FIELDS = ("mup_base_width", *MUP_DEFAULTS)
-
-
-@lru_cache(maxsize=1)
-def run_schema() -> dict:
-    return json.loads(resources.files("optclaims").joinpath("schemas/run.schema.json").read_text())
+from .settings import FAMILIES, RUN_DEFAULTS, Family, run_schema
+from .shape import model_config
 
 
 def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
@@ -63,35 +25,35 @@ def schema_error_message(err: jsonschema.ValidationError, where: str) -> str:
 
 
 def make_run_config(fields: dict) -> dict:
-    """Defaults + fields, validated; raises ConfigError naming the first bad key and value."""
-    muon, sgd = (fields.get("optimizer") == family for family in ("muon", "sgd"))
-    mup = fields.get("parametrization") == "mup"
-    _refuse_stray(fields, MUON_DEFAULTS, muon, "a Muon setting", "optimizer")
-    _refuse_stray(fields, SGD_DEFAULTS, sgd, "an SGD setting", "optimizer")
+    """Defaults + fields, validated; raises ConfigError naming the first bad key and value. The
+    schema types each field; the rules between fields are these, and the model shape's own
+    (``GPTConfig``: n_heads divides d_model)."""
+    on = [f for f in FAMILIES.values() if fields.get(f.switch, RUN_DEFAULTS.get(f.switch)) == f.value]
+    for family in FAMILIES.values():
+        _refuse_stray(fields, family, family in on)
+    sgd, mup = (FAMILIES[name] in on for name in ("sgd", "mup"))
     if sgd and mup:
         raise ConfigError("invalid run config: parametrization = \"mup\" with optimizer = \"sgd\": the μP "
                           "learning-rate multipliers here are Adam's (parametrization.py), so SGD runs are SP only")
-    _refuse_stray(fields, MUP_FIELDS, mup, "a μP setting", "parametrization")
     if mup and "mup_base_width" not in fields:
         raise ConfigError("invalid run config: parametrization = \"mup\" needs mup_base_width "
                           "(the width whose learning rates μP keeps)")
-    cfg = {**RUN_DEFAULTS, **(MUON_DEFAULTS if muon else {}), **(SGD_DEFAULTS if sgd else {}),
-           **(MUP_DEFAULTS if mup else {}), **fields}
+    cfg = {**RUN_DEFAULTS, **{k: v for f in on for k, v in f.defaults.items()}, **fields}
     validator = jsonschema.Draft202012Validator(run_schema())  # schema parsed once per process
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(schema_error_message(errors[0], "run config"))
-    if cfg["d_model"] % cfg["n_heads"]:
-        raise ConfigError(f"invalid run config: d_model = {cfg['d_model']} is not divisible by n_heads = {cfg['n_heads']}")
+    model_config(cfg)
     if cfg["warmup_steps"] >= cfg["steps"]:
         raise ConfigError(f"invalid run config: warmup_steps = {cfg['warmup_steps']} must be below steps = {cfg['steps']}")
     return cfg
 
 
-def _refuse_stray(fields: dict, keys, allowed: bool, what: str, switch: str) -> None:
-    stray = sorted(k for k in keys if k in fields and not allowed)
+def _refuse_stray(fields: dict, family: Family, allowed: bool) -> None:
+    stray = sorted(k for k in family.fields if k in fields and not allowed)
     if stray:
-        raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is {what}, "
+        switch = family.switch
+        raise ConfigError(f"invalid run config: {stray[0]} = {json.dumps(fields[stray[0]])} is {family.setting}, "
                           f"but {switch} = {json.dumps(fields.get(switch, RUN_DEFAULTS.get(switch)))}")
 
 

@@ -33,10 +33,12 @@ from .model import GPT, activation_names, flops_per_token, record_activations
 from .optim import OptimizerSet, clip_member_grads_, member_hypers
 from .optim.schedules import lr_lambda
 from .optim.spectral_decay import spectrum
-from .parametrization import member_init, model_config
+from .parametrization import member_init
 from .population import check_population, compiles, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .runs import read_json, run_id, write_json
+from .settings import DEFAULTS
+from .shape import model_config
 
 
 @dataclass
@@ -245,7 +247,7 @@ def build_population(cfgs: list[dict], device: torch.device) -> tuple[GPT, Optim
     first = cfgs[0]
     model = GPT(model_config(first), [member_init(c) for c in cfgs], [c["seed"] for c in cfgs]).to(device)
     hypers = member_hypers(cfgs, device)
-    optimizers = OptimizerSet(model, hypers, first["optimizer"], first.get("muon_ns_steps", 5))
+    optimizers = OptimizerSet(model, hypers, first["optimizer"], first.get("muon_ns_steps", DEFAULTS["muon_ns_steps"]))
     return model, optimizers, Progress([c["steps"] for c in cfgs], hypers.divergence_ratio)
 
 

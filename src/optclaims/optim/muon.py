@@ -37,10 +37,11 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from ..settings import choices
 from .closure import evaluate_closure
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-SCALES = ("moonlight", "keller", "spectral")
+SCALES = choices("muon_scale")
 MUON_ROLES = ("hidden",)
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..atomic import read_json, write_text
+from ..atomic import read_json
+from ..markdown_block import Block
 from ..report.build import (STATUS_LABELS, escape_markdown, fmt_measured, fmt_regime, load_verdict,
                             render_markdown)
 from . import layout
 from .claim_code import known_claims
 from .report import claim_staleness, collect_reference, report_dir
 
-BEGIN = ("<!-- gpu-reference-table: written by `optclaims readme-table` from results/reference/gpu "
-         "(make readme-table); do not edit by hand -->")
-END = "<!-- /gpu-reference-table -->"
+TABLE = Block("gpu-reference-table", "written by `optclaims readme-table` from results/reference/gpu "
+              "(make readme-table); do not edit by hand")
 NO_REFERENCE = "no gpu reference yet"
 
 
@@ -50,28 +50,13 @@ def table_block(ref_dir: Path = layout.REFERENCE_DIR, root: Path = Path(".")) ->
     """The block, markers included, for every claim of the checkout and every claim with a reference."""
     ref_dir, root = Path(ref_dir), Path(root)
     claims = sorted(set(known_claims(root)) | {d.name for d in layout.claim_dirs(ref_dir)})
-    lines = [BEGIN, "| claim | gpu reference verdict | headline figure | regime | made |",
-             "| --- | --- | --- | --- | --- |", *(_row(c, ref_dir, root) for c in claims), END]
-    return "\n".join(lines)
-
-
-def _split(text: str, readme: Path) -> tuple[str, str, str]:
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"{readme}: needs exactly one gpu-reference-table block (a line {BEGIN!r}, then a line {END!r})")
-    head, rest = text.split(BEGIN)
-    body, tail = rest.split(END)
-    return head, BEGIN + body + END, tail
+    return TABLE.wrap(["| claim | gpu reference verdict | headline figure | regime | made |",
+                       "| --- | --- | --- | --- | --- |", *(_row(c, ref_dir, root) for c in claims)])
 
 
 def write_table(readme: Path, ref_dir: Path = layout.REFERENCE_DIR, root: Path = Path(".")) -> bool:
     """Rewrite the block in ``readme``; True if it changed."""
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
-    head, old, tail = _split(text, readme)
-    new = table_block(ref_dir, root)
-    if new != old:
-        write_text(readme, head + new + tail)
-    return new != old
+    return TABLE.write(readme, table_block(ref_dir, root))
 
 
 def out_of_sync(readme: Path, ref_dir: Path = layout.REFERENCE_DIR, root: Path = Path(".")) -> list[str]:
@@ -79,8 +64,7 @@ def out_of_sync(readme: Path, ref_dir: Path = layout.REFERENCE_DIR, root: Path =
     report.md (absent while there is no reference). Empty when all is in sync."""
     readme, ref_dir = Path(readme), Path(ref_dir)
     problems = []
-    _, block, _ = _split(readme.read_text(encoding="utf-8"), readme)
-    if block != table_block(ref_dir, root):
+    if TABLE.current(readme) != table_block(ref_dir, root):
         problems.append(f"{readme}: the gpu reference table differs from {ref_dir} (run `make readme-table`)")
     md = report_dir(ref_dir) / "report.md"
     report = collect_reference(ref_dir, root)
