@@ -21,7 +21,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 TOY = {
     "scales": {"smoke": {
-        "corpus": {"spec": "pycode", "max_bytes": 300000, "val_fraction": 0.2},
+        "corpus": {"spec": "pycode", "max_bytes": 300000, "val_fraction": 0.2, "manifest_hash": None},
         "tokenizer": {"vocab_size": 320},
         "eval": {"limit": 4, "n_docs": 4, "n_cloze": 8, "batch_size": 8},
     }},

@@ -3,7 +3,8 @@
 # the results come back packed as a reference). From the project root, with .whl/ (wheelhouse.sh) beside it:
 #   bash workflows/device/run-gpu.sh CLAIM [CLAIM...]   the gpu scale of those claims, packed by
 #                                                       `optclaims pack-reference` into $OUT/reference-gpu.tgz
-#   SMOKE=1 bash workflows/device/run-gpu.sh            the smoke suite on CUDA (run_overrides device: cuda)
+#   SMOKE=1 bash workflows/device/run-gpu.sh            the smoke suite on CUDA (run_overrides device: cuda);
+#                                                       its 'pinned' corpus needs workflows/device/pinned-wheels.sh
 #   BENCH=1 bash workflows/device/run-gpu.sh            only `optclaims bench-population`
 # Installs the wheels into /tmp/site, runs within BUDGET_S seconds (default 500), and leaves in $OUT:
 # device.txt (GPU, driver, versions, timings), run.log, and reference-gpu.tgz (at most 16 MiB) or, when

@@ -172,7 +172,8 @@ def _mismatch(manifest: dict, expected: str) -> str:
     return (f"corpus {manifest['spec']!r} (max_bytes={manifest['max_bytes']}, val_fraction={manifest['val_fraction']}) "
             f"has manifest hash {manifest['hash']}, not the committed {expected}: it read {manifest['n_files']} files "
             f"({manifest['n_bytes']} bytes) of {read}. Its figures would not be comparable with the baseline's. "
-            f"If a pin or the corpus code changed on purpose, commit the new hash (and bless the baseline again)")
+            f"If the pins, the corpus settings or the corpus code changed on purpose, commit the new hash (manifest_hash "
+            f"beside the corpus settings; null checks nothing) and bless the baseline again")
 
 
 def _validation_paths(paths: list[str], val_fraction: float, min_val_docs: int) -> set[str]:

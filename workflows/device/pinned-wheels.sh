@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Add to .whl/ the wheels the 'pinned' smoke corpus reads (the pure-Python exact pins of pyproject.toml,
+# as optclaims.data.pinned finds them installed here), so that SMOKE=1 run-gpu.sh builds on the GPU host
+# the same corpus as here. The shared wheelhouse.sh lacks some of them (seaborn, the SLURM plugin).
+# Usage, from the project root after `bash ../shared/device/wheelhouse.sh`:  bash workflows/device/pinned-wheels.sh
+set -euo pipefail
+root=$(git rev-parse --show-toplevel)
+pins=$("$root/.venv/bin/python" -c 'from optclaims.data.pinned import pinned_sources
+print(" ".join(s["name"] + "==" + s["version"] for s in pinned_sources()))')
+python3 -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" $pins
+echo "pinned wheels in .whl: $pins"
