@@ -121,6 +121,32 @@ def test_bad_config_stops_before_any_job_and_writes_nothing(tmp_path, args, word
     assert not (tmp_path / "results").exists()
 
 
+def test_snakemake_lint_finds_nothing():
+    """Snakemake's own linter on the workflow as users write it: helpers in common.smk, every path a
+    rule passes derived from its files, a log and a software environment for every rule."""
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--lint"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr, \
+        (proc.stdout + proc.stderr)[-4000:]
+
+
+def test_the_workflow_reads_each_setting_without_a_default_of_its_own():
+    """The config schema's default is a setting's only default: no rule file or helper reads the
+    validated settings with `.get(key, default)`, and every default the code needs is in the schema."""
+    offenders = [f"{path.name}:{n}: {line.strip()}" for path in [ROOT / "Snakefile", *sorted((ROOT / "workflows").glob("*.smk"))]
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.search(r"(SETTINGS|config)\b[^#]*\.get\(", line)]
+    assert offenders == []
+    from optclaims.workflow_config import validated
+
+    config = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())
+    del config["scales"]["smoke"]["train"], config["scales"]["smoke"]["eval"]["device"]
+    config["scales"]["smoke"]["train"] = {}
+    smoke = validated(config)["scales"]["smoke"]
+    assert smoke["train"] == {"threads": 1, "gpu": False, "jobs_per_gpu": 1} and smoke["eval"]["device"] == "auto"
+    assert smoke["corpus"]["manifest_hash"] and config["scales"]["gpu"]["corpus"]["manifest_hash"] is None
+
+
 def test_slurm_profile_dry_run_gives_every_job_its_resources(tmp_path):
     """The cluster profile with snakemake-executor-plugin-slurm: a dry run plans the full-scale DAG,
     with the account and partition from the command line and each rule's GPUs, CPUs, memory and runtime."""

@@ -4,15 +4,6 @@
 # writes stage<n>.json, and the DAG grows by those runs (SELECTION_STAGES in analyze.py: how many).
 
 
-def runs_before(claim, stage):
-    """A claim's run_ids of stages 1 … stage − 1 (the plan, then each earlier checkpoint's choice)."""
-    runs = list(PLAN.claims[claim])
-    for earlier in range(2, stage):
-        with open(checkpoints.select_runs.get(claim=claim, stage=str(earlier)).output[0]) as f:
-            runs += [r for r in json.load(f) if r not in runs]
-    return runs
-
-
 checkpoint select_runs:
     input:
         spec="reproductions/{claim}/claim.yaml",
@@ -23,25 +14,15 @@ checkpoint select_runs:
     params:
         runs=lambda wc: " ".join(runs_before(wc.claim, int(wc.stage))),
         common=canonical_json(PLAN.common),
+        scale=SCALE,
+        scale_dir=up(3),
     log:
         f"{SCALE_DIR}/logs/select/{{claim}}.stage{{stage}}.log",
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims select {wildcards.claim} --stage {wildcards.stage} --scale {SCALE} --scale-dir {SCALE_DIR}"
+        "optclaims select {wildcards.claim} --stage {wildcards.stage} --scale {params.scale} --scale-dir {params.scale_dir}"
         " --runs {params.runs} --common {params.common:q} --out {output} > {log} 2>&1"
-
-
-def claim_runs(wc):
-    """Every run of a claim: its plan and, for a staged claim, each stage's choice."""
-    if wc.claim not in PLAN.staged:
-        return list(PLAN.claims[wc.claim])
-    return runs_before(wc.claim, PLAN.selections(wc.claim).stop)
-
-
-def analysis_inputs(wc):
-    """Each run's population, and the lm-eval results of the runs the claim has scored (none with
-    `evaluate: false`; only those of `evaluated_runs` where its analyze.py names them)."""
-    runs = claim_runs(wc)
-    return trained(runs) + [f"{SCALE_DIR}/runs/{r}/eval.json" for r in runs if PLAN.evaluates(wc.claim, r)]
 
 
 rule analyze:
@@ -55,10 +36,14 @@ rule analyze:
     params:
         runs=lambda wc: " ".join(claim_runs(wc)),
         evidential="--evidential" if SETTINGS["evidential"] else "",
+        scale=SCALE,
+        scale_dir=up(3),
     log:
         f"{SCALE_DIR}/logs/analyze/{{claim}}.log",
     benchmark:
         f"{SCALE_DIR}/benchmarks/analyze/{{claim}}.tsv"
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims analyze {wildcards.claim} --scale {SCALE} --scale-dir {SCALE_DIR} --runs {params.runs}"
+        "optclaims analyze {wildcards.claim} --scale {params.scale} --scale-dir {params.scale_dir} --runs {params.runs}"
         " {params.evidential} > {log} 2>&1"

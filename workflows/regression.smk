@@ -2,14 +2,6 @@
 # run measured, compared with the committed baseline results/baselines/<scale>.json. The check
 # always writes its report; the `nightly` rule then fails the workflow if the check failed.
 
-from optclaims.regression.figures import reference_runs, seed_group, tolerance_rule
-
-REGRESSION = f"{SCALE_DIR}/regression"
-BASELINE = f"{config['results_dir']}/baselines/{SCALE}.json"
-TOLERANCE = tolerance_rule(SETTINGS.get("regression"))
-REFERENCES = {key: seed_group(PLAN.runs, rid)
-              for key, rid in reference_runs(PLAN.claims, TOLERANCE["reference_runs_per_claim"]).items()}
-
 
 localrules:
     regression_figures,
@@ -27,22 +19,17 @@ rule regression_figures:
         claims=" ".join(PLAN.claims),
         references=canonical_json(REFERENCES),
         tolerance=canonical_json(TOLERANCE),
-        threads=SETTINGS["train"]["threads"],
+        threads=THREADS,
+        scale=SCALE,
+        scale_dir=up(2),
     log:
         f"{SCALE_DIR}/logs/regression_figures.log",
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims regression-figures --scale {SCALE} --scale-dir {SCALE_DIR} --claims {params.claims}"
+        "optclaims regression-figures --scale {params.scale} --scale-dir {params.scale_dir} --claims {params.claims}"
         " --references {params.references:q} --tolerance {params.tolerance:q} --threads {params.threads}"
         " --out {output} > {log} 2>&1"
-
-
-def baseline_file(wildcards):
-    if not os.path.exists(BASELINE):
-        raise WorkflowError(f"no baseline {BASELINE} to check against: run the suite, then bless its figures with "
-                            f"`make bless SCALE={SCALE} REASON=\"...\"`"
-                            + (" (or, at gpu scale, bless the committed references: `make bless-reference REASON=\"...\"`)"
-                               if SCALE == "gpu" else ""))
-    return BASELINE
 
 
 rule regression:
@@ -52,15 +39,23 @@ rule regression:
     output:
         md=report(f"{REGRESSION}/report.md", category="Regression"),
         json=f"{REGRESSION}/report.json",
+    params:
+        out_dir=up(1),
     log:
         f"{SCALE_DIR}/logs/regression.log",
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims regress --figures {input.figures} --baseline {input.baseline} --out-dir {REGRESSION} > {log} 2>&1"
+        "optclaims regress --figures {input.figures} --baseline {input.baseline} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule nightly:
     input:
         report=rules.report.output.html,
         regression=rules.regression.output.json,
+    log:
+        f"{SCALE_DIR}/logs/nightly.log",
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims regression-gate {input.regression}"
+        "optclaims regression-gate {input.regression} 2>&1 | tee {log}"

@@ -13,11 +13,14 @@ rule provenance:
         f"{SCALE_DIR}/provenance.json",
     params:
         config=config,
+        scale=SCALE,
+    log:
+        f"{SCALE_DIR}/logs/provenance.log",
     run:
         from optclaims.provenance import workflow_provenance
-        from optclaims.runs import write_json
+        from optclaims.atomic import write_json
 
-        write_json(output[0], workflow_provenance(params.config, SCALE))
+        write_json(output[0], workflow_provenance(params.config, params.scale))
 
 
 rule report:
@@ -28,7 +31,11 @@ rule report:
     output:
         html=report(f"{SCALE_DIR}/report/index.html", caption="report/caption.rst", category="Report"),
         md=f"{SCALE_DIR}/report/report.md",
+    params:
+        scale_dir=up(2),
     log:
         f"{SCALE_DIR}/logs/report.log",
+    conda:
+        CONDA_ENV
     shell:
-        "optclaims report --scale-dir {SCALE_DIR} > {log} 2>&1"
+        "optclaims report --scale-dir {params.scale_dir} > {log} 2>&1"

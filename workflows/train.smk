@@ -3,11 +3,6 @@
 # members whose summary.json exists are never retrained, however the populations are regrouped.
 # A killed job resumes from populations/<pop_id>/train_state.pt (not a declared output, so
 # Snakemake keeps it); members that finished before the kill keep their outputs.
-# On GPUs each job holds `gpu=1` of `--resources gpu=N` (N = GPUs × jobs_per_gpu) and claims its own
-# device slot (optclaims.devices), since Snakemake hands out counts, not device ids.
-
-ON_GPU = SETTINGS["train"].get("gpu", SCALE != "smoke")
-JOBS_PER_GPU = SETTINGS["train"].get("jobs_per_gpu", 1)
 
 
 rule train:
@@ -18,17 +13,23 @@ rule train:
     params:
         configs=lambda wc: canonical_json([run_config(r) for r in populations()[wc.pop_id]]),
         state=lambda wc: f"{SCALE_DIR}/populations/{wc.pop_id}",
-    threads: SETTINGS["train"].get("threads", 1)
+        data=lambda wc, input: Path(input[0]).parents[1],
+        runs_dir=f"{SCALE_DIR}/runs",
+        jobs_per_gpu=JOBS_PER_GPU,
+        keep_freed_memory=KEEP_FREED_MEMORY,
+    threads: THREADS
     resources:
         gpu=1 if ON_GPU else 0,
     log:
         f"{SCALE_DIR}/logs/train/{{pop_id}}.log",
     benchmark:
         f"{SCALE_DIR}/benchmarks/train/{{pop_id}}.tsv"
+    conda:
+        CONDA_ENV
     shell:
-        "{KEEP_FREED_MEMORY} optclaims train-population --configs-json {params.configs:q} --data {DATA} --runs-dir {SCALE_DIR}/runs"
-        " --state-dir {params.state} --id {wildcards.pop_id} --threads {threads} --jobs-per-gpu {JOBS_PER_GPU}"
-        " --out {output} > {log} 2>&1"
+        "{params.keep_freed_memory} optclaims train-population --configs-json {params.configs:q} --data {params.data}"
+        " --runs-dir {params.runs_dir} --state-dir {params.state} --id {wildcards.pop_id} --threads {threads}"
+        " --jobs-per-gpu {params.jobs_per_gpu} --out {output} > {log} 2>&1"
 
 
 # Per run, a stable mark that it is trained, for work on that one run (lm-eval): a regrouped

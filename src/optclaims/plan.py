@@ -16,6 +16,7 @@ from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .population import group_populations
 from .runs import run_id, run_schema
+from .workflow_config import validated
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Plan:
 
 
 def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
+    """The plan of a workflow config, validated first (its schema's defaults filled in, in place)."""
+    validated(config)
     scale = config["scale"]
     if scale not in config["scales"]:
         raise ConfigError(f"unknown scale {scale!r} (known: {', '.join(config['scales'])})")
@@ -86,9 +89,9 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
     except ValueError as e:
         raise ConfigError(f"invalid corpus = {spec!r}: {e}") from None
     own = spec == settings["corpus"]["spec"]  # an override of the spec drops the scale's committed hash
-    data = DataSpec(spec, settings["corpus"].get("max_bytes"), settings["corpus"].get("val_fraction", 0.1),
-                    settings["tokenizer"].get("vocab_size", 8192),
-                    settings["corpus"].get("manifest_hash") if own else None)
+    corpus = settings["corpus"]
+    data = DataSpec(spec, corpus["max_bytes"], corpus["val_fraction"], settings["tokenizer"]["vocab_size"],
+                    corpus["manifest_hash"] if own else None)
 
     overrides = dict(config.get("run_overrides") or {})
     known = run_schema()["properties"]
