@@ -4,7 +4,8 @@
 #               stage forced) and check it against
 #               results/baselines/$(SCALE).json; exits non-zero on a flipped status or a figure
 #               outside its tolerance (results/$(SCALE)/regression/report.md says which)
-# make bless REASON="..." : make the current results the new baseline, recording why
+# make bless REASON="..." : make the current results the new baseline, recording why (runs the suite once
+#               more in results/replica with other CPU kernels, to measure the spread an environment change causes)
 # make gpu-reference CLAIMS="a b" : on a GPU, the gpu scale of those claims, packed into $(ARCHIVE)
 # make file-reference ARCHIVE=... : file a packed archive into results/reference/gpu, then rebuild
 #               the reference report and the README's table (commit results/reference and README.md)
@@ -20,6 +21,8 @@ CORES   ?= all
 STAMP   := $(VENV)/.installed
 
 ARCHIVE ?= results/reference-gpu.tgz
+REPLICA_DIR ?= results/replica
+REPLICA_ENV ?= ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 GPUS    ?= 1
 REFERENCE := results/reference/gpu
 comma   := ,
@@ -47,10 +50,15 @@ nightly: $(STAMP)
 	rm -rf results/$(SCALE)/runs results/$(SCALE)/populations
 	$(BIN)/snakemake nightly --cores $(CORES) --forceall --config scale=$(SCALE)
 
+# The replica: the same suite again, in results/replica, with torch's CPU libraries held to scalar and
+# SSE4.2 kernels (another environment on this machine), so the statistical tolerances cover the spread
+# an environment change was measured to cause.
 bless: $(STAMP)
 	@test -n "$(REASON)" || { echo 'make bless needs REASON="what changed and why the new figures are right"' >&2; exit 2; }
 	$(BIN)/snakemake regression_figures --cores $(CORES) --config scale=$(SCALE)
+	env $(REPLICA_ENV) $(BIN)/snakemake regression_figures --cores $(CORES) --config scale=$(SCALE) results_dir=$(REPLICA_DIR)
 	$(BIN)/optclaims bless --figures results/$(SCALE)/regression/figures.json \
+		--replica $(REPLICA_DIR)/$(SCALE)/regression/figures.json \
 		--baseline results/baselines/$(SCALE).json --reason "$(REASON)"
 
 # The claims are checked (known, evidential at gpu scale) by the plan before any job and by the pack after.

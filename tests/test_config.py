@@ -163,3 +163,6 @@ def test_env_yml_pins_what_pyproject_pins():
     torch_pin = re.search(r"pip install -q (torch==\S+)", (ROOT / "Makefile").read_text()).group(1)
     assert env["name"] == "optclaims"
     assert pip == [torch_pin, *wanted]
+    rules_env = yaml.safe_load((ROOT / "workflows/envs/optclaims.yaml").read_text())  # every rule's, --use-conda
+    rules_pip = next(d["pip"] for d in rules_env["dependencies"] if isinstance(d, dict))
+    assert rules_pip == [torch_pin, *project["dependencies"][1:], "--editable=../.."] and project["dependencies"][0].startswith("torch")

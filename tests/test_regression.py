@@ -3,6 +3,7 @@ the exit status. The whole nightly through Snakemake is in test_workflow.py."""
 
 import copy
 import json
+import statistics
 
 import pytest
 
@@ -378,3 +379,52 @@ def test_collect_records_the_fingerprint_of_the_reference_runs_data_and_refuses_
     (tmp_path / "runs" / "r1" / "config.json").write_text(json.dumps({"data": "pycode-v4096-y", "seed": 0}))
     with pytest.raises(ValueError, match="one data id.*pycode-v2048-x.*pycode-v4096-y"):
         collect(tmp_path, "smoke", ["a"], {"a/0": ["r0"], "a/1": ["r1"]}, {"deterministic": True}, 1)
+
+
+# --- Replicas: the spread an environment change causes, measured at bless time -------------------
+
+KERNELS = {**ENV, "cpu_kernels": "DEFAULT ATEN_CPU_CAPABILITY=default"}
+
+
+def test_a_replicas_spread_widens_the_statistical_tolerances_only_where_it_is_wider():
+    """A figure with no interval and a reference run whose replica moved by more than the seed rule
+    allows get k·σ over the environments; the blessed tolerances, and figures the replica left as
+    they were, keep theirs."""
+    primary = fingerprinted()
+    plain = bless(primary, "no replica")
+    replica = fingerprinted(KERNELS, **{RMS: 0.2218 + 0.05, PERTURBED_LOSS: 5.5 * 1.05})
+    base = bless(primary, "with a replica", replicas=[replica])
+    rms, run = base["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"], base["reference_runs"]["adam_update_rms/0"]
+    sigma_rms = statistics.stdev([0.2218, 0.2718])
+    assert rms["statistical"]["tolerance"] == pytest.approx(3 * sigma_rms) and 3 * sigma_rms > 0.03  # > half the interval
+    assert "over 2 environments" in rms["statistical"]["basis"]
+    assert run["statistical"]["tolerance"] == pytest.approx(3 * statistics.stdev([5.5, 5.5 * 1.05]))
+    assert rms["tolerance"] == plain["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]["tolerance"]
+    same = base["reference_runs"]["adam_update_rms/5"]
+    assert same["statistical"] == plain["reference_runs"]["adam_update_rms/5"]["statistical"]
+    assert base["blessed"]["replicas"] == [{"fingerprint": KERNELS, "measured_at": replica["measured_at"]}]
+    # another machine whose figures moved as far as the replica's did now passes; twice as far still fails
+    assert compare(base, moved(**{RMS: 0.2218 + 0.05}))["passed"]
+    assert failed(compare(base, moved(**{RMS: 0.2218 + 0.15}))) == [("adam_update_rms", "RMS at (0.9, 0.95)")]
+    assert not compare(plain, moved(**{RMS: 0.2218 + 0.05}))["passed"]
+
+
+def test_a_replica_of_another_scale_is_refused_and_one_missing_a_figure_adds_no_spread():
+    primary = fingerprinted()
+    other = {**fingerprinted(KERNELS), "scale": "gpu"}
+    with pytest.raises(ValueError, match="replica 1 is for scale 'gpu'"):
+        bless(primary, "wrong replica", replicas=[other])
+    partial = fingerprinted(KERNELS)
+    del partial["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]
+    base = bless(primary, "partial replica", replicas=[partial])
+    assert base["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]["statistical"] == \
+        bless(primary, "none")["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]["statistical"]
+
+
+def test_the_cli_blesses_with_replicas(tmp_path, capsys):
+    (tmp_path / "f.json").write_text(json.dumps(fingerprinted()))
+    (tmp_path / "r.json").write_text(json.dumps(fingerprinted(KERNELS, **{PERTURBED_LOSS: 5.5 * 1.05})))
+    assert main(["bless", "--figures", str(tmp_path / "f.json"), "--replica", str(tmp_path / "r.json"),
+                 "--baseline", str(tmp_path / "b.json"), "--reason", "with a replica"]) in (0, None)
+    base = json.loads((tmp_path / "b.json").read_text())
+    assert "over 2 environments" in base["reference_runs"]["adam_update_rms/0"]["statistical"]["basis"]

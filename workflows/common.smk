@@ -29,9 +29,9 @@ os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), PATH])
 # over 20 steps of an 8-member d128 population).
 KEEP_FREED_MEMORY = "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296"
 
-# Each rule's software: the conda environment env.yml creates (`conda env create -f env.yml`, then
-# `pip install -e . --no-deps` in it), used with `--use-conda`; without it, the running interpreter's.
-CONDA_ENV = "optclaims"
+# Each rule's software under `--use-conda` (without it, the running interpreter's); the path is
+# relative to the rule files.
+CONDA_ENV = "envs/optclaims.yaml"
 
 SCALE = PLAN.scale
 SCALE_DIR = str(PLAN.scale_dir)

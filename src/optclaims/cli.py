@@ -171,7 +171,7 @@ def _regression_gate(a):
 def _bless(a):
     from .regression.baseline import bless_file
 
-    baseline = bless_file(Path(a.figures), Path(a.baseline), a.reason)
+    baseline = bless_file(Path(a.figures), Path(a.baseline), a.reason, [Path(p) for p in a.replica])
     n = sum(len(c["figures"]) for c in baseline["claims"].values()) + len(baseline["reference_runs"])
     print(f"blessed {a.baseline}: {len(baseline['claims'])} claims, {n} figures, because: {baseline['blessed']['reason']}")
 
@@ -371,6 +371,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--figures", required=True, help="results/<scale>/regression/figures.json")
     c.add_argument("--baseline", required=True, help="results/baselines/<scale>.json")
     c.add_argument("--reason", required=True, help="what changed and why the new figures are right")
+    c.add_argument("--replica", action="append", default=[], help="figures.json of the same suite in another "
+                   "environment (repeatable): the statistical tolerances cover the spread over them")
     c.set_defaults(func=_bless)
 
     c = sub.add_parser("pack-reference", help="pack the gpu results of some claims into one archive of the "

@@ -1,8 +1,9 @@
 """Blessing a baseline: the figures of one results directory become ``results/baselines/<scale>.json``,
 each with its tolerance and the reason for it, and the blessing itself (when, which commit, why)
 is recorded beside the earlier ones. Every figure gets two tolerances: the scale's own (tight where
-runs are bit-reproducible) and the statistical one (the seed spread), which the check uses when the
-environment's fingerprint differs from the baseline's. Nothing here runs on its own: blessing is
+runs are bit-reproducible) and the statistical one (the seed spread, widened to the spread measured
+over replicas in other environments), which the check uses when the environment's fingerprint
+differs from the baseline's. Nothing here runs on its own: blessing is
 always asked for."""
 
 from __future__ import annotations
@@ -41,45 +42,83 @@ def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple 
     return floor, f"max({rule['figure_rtol']:g}·|value|, {rule['figure_atol']:g})"
 
 
-def bless(figures: dict, reason: str, previous: dict | None = None) -> dict:
-    """The baseline for these figures. ``reason`` is required: a baseline without one is refused."""
+def environment_sigma(values: list) -> float | None:
+    """The spread of one figure over the environments it was measured in (the baseline's and its
+    replicas'): their sample standard deviation, where at least two are finite numbers."""
+    xs = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    return statistics.stdev(xs) if len(xs) >= 2 else None
+
+
+def _widened(stat: dict, k: float, sigma: float | None, n: int) -> dict:
+    """The statistical tolerance, widened to k·σ over environments where that is wider."""
+    if sigma is None or k * sigma <= stat["tolerance"]:
+        return stat
+    return {"tolerance": k * sigma, "basis": f"{k:g}·σ over {n} environments (the baseline's and its replicas')"}
+
+
+def bless(figures: dict, reason: str, previous: dict | None = None, replicas: list[dict] = ()) -> dict:
+    """The baseline for these figures. ``reason`` is required: a baseline without one is refused.
+
+    ``replicas``: the same suite measured in other environments (e.g. other CPU kernels; `make
+    bless` makes one). Each figure's and reference run's statistical tolerance is then at least
+    seed_sigmas·σ of its values over the environments: the spread an environment change was
+    measured to cause, where that is wider than the seed spread (a figure with no interval has
+    no seed spread of its own)."""
     if not reason or not reason.strip():
         raise ValueError("blessing a baseline needs a reason (what changed and why the new figures are right)")
     if previous is not None and previous.get("scale") != figures["scale"]:
         raise ValueError(f"the existing baseline is for scale {previous.get('scale')!r}, these figures for {figures['scale']!r}")
+    for i, rep in enumerate(replicas):
+        if rep["scale"] != figures["scale"]:
+            raise ValueError(f"replica {i + 1} is for scale {rep['scale']!r}, the figures for {figures['scale']!r}")
     rule = figures["tolerance"]
     spread = {**rule, "deterministic": False}  # the statistical regime: the seed spread, whatever the scale
+    k, n_env = spread["seed_sigmas"], 1 + len(replicas)
     sigmas = [r["seed_sigma"] for r in figures["reference_runs"].values() if r["seed_sigma"] is not None]
     pooled = math.sqrt(statistics.fmean(s * s for s in sigmas)) if sigmas else None
 
-    def tolerances(value, **spread_of) -> dict:
+    def tolerances(value, elsewhere: list, **spread_of) -> dict:
         tol, basis = tolerance(value, rule, **spread_of)
         stat, stat_basis = tolerance(value, spread, **spread_of)
-        return {"tolerance": tol, "basis": basis, "statistical": {"tolerance": stat, "basis": stat_basis}}
+        stat = _widened({"tolerance": stat, "basis": stat_basis}, k, environment_sigma([value, *elsewhere]), n_env)
+        return {"tolerance": tol, "basis": basis, "statistical": stat}
+
+    def replica_values(get) -> list:
+        out = []
+        for rep in replicas:
+            try:
+                out.append(get(rep))
+            except KeyError:
+                pass  # not measured there: no spread from this replica
+        return out
 
     claims = {}
     for claim, c in figures["claims"].items():
-        figs = {name: {"value": f["value"], "unit": f["unit"], **tolerances(f["value"], interval=(f["low"], f["high"]))}
+        figs = {name: {"value": f["value"], "unit": f["unit"],
+                       **tolerances(f["value"], replica_values(lambda r: r["claims"][claim]["figures"][name]["value"]),
+                                    interval=(f["low"], f["high"]))}
                 for name, f in c["figures"].items()}
         claims[claim] = {"status": c["status"], "sub_claims": c["sub_claims"], "figures": figs}
     runs = {}
     for key, r in figures["reference_runs"].items():
-        runs[key] = {k: r[k] for k in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device",
-                                       "seed_sigma")}
-        runs[key].update(tolerances(r["final_val_loss"], sigma=r["seed_sigma"], pooled_sigma=pooled))
+        runs[key] = {k_: r[k_] for k_ in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device",
+                                          "seed_sigma")}
+        runs[key].update(tolerances(r["final_val_loss"], replica_values(lambda x: x["reference_runs"][key]["final_val_loss"]),
+                                    sigma=r["seed_sigma"], pooled_sigma=pooled))
 
     blessing = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": _user(),
                 "reason": reason.strip(), "git_commit": figures.get("git_commit"),
                 "measured_at": figures.get("measured_at"), "versions": figures.get("versions")}
+    blessing["replicas"] = [{"fingerprint": rep.get("fingerprint"), "measured_at": rep.get("measured_at")} for rep in replicas]
     return {"scale": figures["scale"], "tolerance": rule, "fingerprint": figures.get("fingerprint"), "blessed": blessing,
             "blessings": [*(previous or {}).get("blessings", []), blessing],
             "claims": claims, "reference_runs": runs}
 
 
-def bless_file(figures_path: Path, baseline_path: Path, reason: str) -> dict:
-    """Bless the figures in ``figures_path`` into ``baseline_path`` (written atomically)."""
+def bless_file(figures_path: Path, baseline_path: Path, reason: str, replica_paths: list[Path] = ()) -> dict:
+    """Bless the figures in ``figures_path`` (with the replicas' spread) into ``baseline_path`` (written atomically)."""
     previous = read_json(baseline_path) if Path(baseline_path).exists() else None
-    baseline = bless(read_json(figures_path), reason, previous)
+    baseline = bless(read_json(figures_path), reason, previous, [read_json(p) for p in replica_paths])
     write_json(baseline_path, baseline)
     return baseline
 
