@@ -19,8 +19,9 @@ from optclaims.optim.muon import (
     update_scale,
     zeropower_via_newtonschulz,
 )
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 
 # torch.optim.Muon's EMA momentum and Nesterov direction are (1 − μ) times ours, so both
 # orthogonalise the same matrix up to a positive factor and bf16 rounding. A bf16 NS differs

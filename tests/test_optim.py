@@ -6,8 +6,9 @@ import torch
 from optclaims.model import GPT
 from optclaims.optim import OptimizerSet, member_hypers
 from optclaims.optim.schedules import lr_lambda, warmup_cosine, warmup_stable_decay
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 
 
 def run_cfg(**kw):

@@ -10,8 +10,9 @@ from optclaims.optim import OptimizerSet, member_hypers
 from optclaims.optim.population import StackedSpectralDecay
 from optclaims.optim.spectral_decay import spectrum, top_singular_triplet
 from optclaims.optim.schedules import lr_lambda
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 from optclaims.train import train_run
 
 

@@ -9,8 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from .atomic import read_json, write_json
 from .errors import HubUnavailableError
-from .runs import make_run_config, read_json, run_id, write_json
+from .runs import make_run_config, run_id
 
 
 def _corpus(a):

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint
-from .atomic import atomic_output, file_sha256, held_locks
+from .atomic import atomic_output, file_sha256, held_locks, read_json, write_json
 from .data.shards import TokenShard
 from .devices import resolve_device
 from .model import GPT, activation_names, flops_per_token, record_activations
@@ -36,7 +36,7 @@ from .optim.spectral_decay import spectrum
 from .parametrization import member_init
 from .population import check_population, compiles, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
-from .runs import read_json, run_id, write_json
+from .runs import run_id
 from .settings import DEFAULTS
 from .shape import model_config
 
@@ -160,7 +160,7 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
         torch.backends.cudnn.allow_tf32 = True
 
     model, optimizers, progress = build_population(cfgs, device)
-    hypers, end_steps = optimizers.h, [c["steps"] for c in cfgs]
+    end_steps = [c["steps"] for c in cfgs]
     logs = [MemberLog() for _ in trained]
     start, elapsed_before = 0, 0.0
     if saved is not None:
