@@ -254,7 +254,7 @@ def _csv(s: str) -> list[str]:
 
 def _jobs_per_gpu_argument(c: argparse.ArgumentParser) -> None:
     c.add_argument("--jobs-per-gpu", type=int, default=1,
-                   help="jobs that may share one GPU; each job claims its own (device, share) slot")
+                   help="jobs that may share one GPU; each job reserves its own (device, share) slot")
 
 
 def _claim_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:

@@ -70,7 +70,7 @@ def train_population(members: list[Member], data_dir: Path, state_dir: Path, pop
     locks = [Path(m.out_dir).parent / ".locks" / f"{Path(m.out_dir).name}.lock" for m in members]
     with held_locks(locks):
         for m in members:
-            _claim_run_dir(m.cfg, Path(m.out_dir))
+            _write_run_config(m.cfg, Path(m.out_dir))
         todo = [m for m in members if not m.finished()]
         if todo:
             _train(members, todo, Path(data_dir), Path(state_dir), pop_id)
@@ -402,7 +402,7 @@ def member_summary(cfg: dict, rows: list[dict], status: str, val_loss: float | N
     }
 
 
-def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
+def _write_run_config(cfg: dict, out_dir: Path) -> None:
     """Write config.json, refusing a directory that already holds a different run."""
     path = out_dir / "config.json"
     if path.exists() and read_json(path) != cfg:
