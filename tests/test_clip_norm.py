@@ -15,7 +15,8 @@ from optclaims.analysis import ClaimContext, Run
 from optclaims.claims import load_claim_module
 from optclaims.data.shards import TokenShard
 from optclaims.model import GPT
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
+from optclaims.shape import model_config
 from optclaims.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,6 @@ import copy
 import csv
 import datetime as dt
 import json
-import math
 import re
 from pathlib import Path
 
@@ -19,9 +18,10 @@ from optclaims import bench, cost
 from optclaims.claims import load_claim_module
 from optclaims.cli import main
 from optclaims.model import GPT, flops_per_token
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
 from optclaims.plan import build_plan
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRO = ROOT / "reproductions"

@@ -14,18 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from optclaims.data import (
-    EOT,
-    TokenShard,
-    build_corpus,
-    eot_id,
-    load_tokenizer,
-    parse_corpus_spec,
-    read_documents,
-    tokenize_corpus,
-    train_tokenizer,
-)
 from optclaims.atomic import atomic_output
+from optclaims.data.corpus import build_corpus, parse_corpus_spec, read_documents
+from optclaims.data.shards import TokenShard, tokenize_corpus
+from optclaims.data.tokenizer import EOT, eot_id, load_tokenizer, train_tokenizer
 from optclaims.errors import HubUnavailableError
 
 PYCODE_BUDGET = 300_000

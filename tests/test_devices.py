@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from optclaims.devices import SIMULATE_ENV, claim, release, resolve_device, try_claim, visible_devices
+from optclaims.devices import SIMULATE_ENV, release, reserve, resolve_device, try_reserve, visible_devices
 from optclaims.errors import ConfigError
 
 HOLDER = """
 import json, sys, time
 from pathlib import Path
-from optclaims.devices import claim, release
-slot = claim(["0", "1"], int(sys.argv[2]), Path(sys.argv[1]), poll=0.02)
+from optclaims.devices import release, reserve
+slot = reserve(["0", "1"], int(sys.argv[2]), Path(sys.argv[1]), poll=0.02)
 start = time.time()
 print(json.dumps({"device": slot.device, "share": slot.share, "start": start}), flush=True)
 time.sleep(float(sys.argv[3]))
@@ -48,11 +48,11 @@ def test_concurrent_jobs_never_share_a_slot_and_spread_over_the_devices(tmp_path
 
 
 def test_an_agreed_share_puts_that_many_jobs_on_each_device_one_device_at_a_time(tmp_path):
-    slots = [try_claim(["0", "1"], 2, tmp_path) for _ in range(4)]
+    slots = [try_reserve(["0", "1"], 2, tmp_path) for _ in range(4)]
     assert [(s.device, s.share) for s in slots] == [("0", 0), ("1", 0), ("0", 1), ("1", 1)]
-    assert try_claim(["0", "1"], 2, tmp_path) is None
+    assert try_reserve(["0", "1"], 2, tmp_path) is None
     release(slots[2])
-    again = try_claim(["0", "1"], 2, tmp_path)
+    again = try_reserve(["0", "1"], 2, tmp_path)
     assert (again.device, again.share) == ("0", 1)
 
 
@@ -61,11 +61,11 @@ def test_a_killed_job_releases_its_device(tmp_path):
     holder.stdout.readline()  # it holds a slot now
     other = hold(tmp_path, 1, 600)
     other.stdout.readline()   # and this one the other device
-    assert try_claim(["0", "1"], 1, tmp_path) is None
+    assert try_reserve(["0", "1"], 1, tmp_path) is None
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=30)
     t0 = time.time()
-    slot = claim(["0", "1"], 1, tmp_path, poll=0.02)
+    slot = reserve(["0", "1"], 1, tmp_path, poll=0.02)
     assert time.time() - t0 < 5
     other.kill()
     other.wait(timeout=30)
@@ -97,10 +97,10 @@ def test_simulated_devices_and_cuda_visible_devices_name_the_choices(monkeypatch
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_devices() == []
     with pytest.raises(ValueError, match="at least 1"):
-        claim(["0"], 0)
+        reserve(["0"], 0)
 
 
-def test_train_claims_a_device_and_names_it_in_its_log(tmp_path, tiny_data, tiny_run, monkeypatch):
+def test_train_reserves_a_device_and_names_it_in_its_log(tmp_path, tiny_data, tiny_run, monkeypatch):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(tiny_run(steps=4, eval_every=4, ckpt_every=4, log_every=2)))
     env = {**os.environ, SIMULATE_ENV: "2", "OPTCLAIMS_DEVICE_LOCKS": str(tmp_path / "locks")}

@@ -18,8 +18,8 @@ from lm_eval.api.instance import Instance
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from optclaims.checkpoint import save_member
-from optclaims.errors import ConfigError
-from optclaims.evaluate import HubUnavailableError, build_tasks, evaluate_run
+from optclaims.errors import ConfigError, HubUnavailableError
+from optclaims.evaluate import build_tasks, evaluate_run
 from optclaims.evaluate.__main__ import prepare_optclaims_run
 from optclaims.evaluate.lm import OptclaimsLM
 from optclaims.model import GPT, GPTConfig, MemberInit

@@ -15,12 +15,12 @@ from optclaims.optim.muon import (
     NS_COEFFICIENTS,
     Muon,
     muon_update,
-    muon_update_rms,
     update_scale,
     zeropower_via_newtonschulz,
 )
-from optclaims.parametrization import member_init, model_config
+from optclaims.parametrization import member_init
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 
 # torch.optim.Muon's EMA momentum and Nesterov direction are (1 − μ) times ours, so both
 # orthogonalise the same matrix up to a positive factor and bf16 rounding. A bf16 NS differs
@@ -137,7 +137,7 @@ def test_moonlight_update_rms_is_about_0_2(shape):
     opt = Muon([{"params": [w], "name": "hidden"}], lr=1e-3, scale="moonlight")
     w.grad = torch.randn(shape)
     opt.step()
-    recorded = muon_update_rms(opt)["hidden"]
+    recorded = opt.update_rms["hidden"].item()
     assert recorded == pytest.approx(0.2, rel=0.15)
     assert recorded == pytest.approx(rms((w.detach() - start) / 1e-3), rel=1e-3)
 
@@ -152,18 +152,18 @@ def test_other_scales_update_rms(scale):
         p.grad = torch.randn(p.shape)
     opt.step()
     expected = np.mean([update_scale(s, scale) / math.sqrt(max(s)) for s in shapes])
-    assert muon_update_rms(opt)["0"] == pytest.approx(expected, rel=0.15)
+    assert opt.update_rms["0"].item() == pytest.approx(expected, rel=0.15)
 
 
 def test_update_rms_is_mean_over_matrices_of_group():
     params = [torch.nn.Parameter(torch.zeros(s)) for s in [(64, 256), (64, 256), (32, 32)]]
     opt = Muon([{"params": params[:2], "name": "a"}, {"params": params[2:], "name": "b"}], lr=1.0, scale="keller",
                momentum=0.0)
-    assert muon_update_rms(opt) == {}
+    assert opt.update_rms == {}
     for p in params:
         p.grad = torch.randn(p.shape)
     opt.step()
-    got = muon_update_rms(opt)
+    got = {name: value.item() for name, value in opt.update_rms.items()}
     assert got["a"] == pytest.approx(np.mean([rms(p.detach()) for p in params[:2]]), rel=1e-4)
     assert got["b"] == pytest.approx(rms(params[2].detach()), rel=1e-4)
 

@@ -18,9 +18,10 @@ from optclaims.claims import load_claim_module
 from optclaims.errors import ConfigError
 from optclaims.model import GPT, record_activations
 from optclaims.optim import member_hypers
-from optclaims.parametrization import lr_multipliers, member_init, model_config
+from optclaims.parametrization import lr_multipliers, member_init
 from optclaims.population import population_key
 from optclaims.runs import make_run_config
+from optclaims.shape import model_config
 from optclaims.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from optclaims.atomic import read_json
 from optclaims.checkpoint import MODEL_FILE, STATE_FILE, load_model, load_train_state, save_member
 from optclaims.data.shards import TokenShard
 from optclaims.errors import ConfigError
@@ -17,7 +18,7 @@ from optclaims.model import GPT
 from optclaims.optim import DECAYED_ROLES, OptimizerSet, clip_member_grads_, member_hypers
 from optclaims.optim.muon import Muon
 from optclaims.optim.schedules import lr_lambda
-from optclaims.parametrization import lr_multipliers, member_init, model_config
+from optclaims.parametrization import lr_multipliers, member_init
 from optclaims.population import (
     POPULATION_KEYS,
     check_population,
@@ -26,7 +27,8 @@ from optclaims.population import (
     population_id,
     population_key,
 )
-from optclaims.runs import make_run_config, read_json, run_id
+from optclaims.runs import make_run_config, run_id
+from optclaims.shape import model_config
 from optclaims.train import Member, train_population, train_run, validation_losses
 
 from conftest import TINY_VOCAB

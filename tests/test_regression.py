@@ -266,8 +266,8 @@ def test_the_committed_smoke_baseline_and_one_blessed_before_fingerprints_are_re
     committed = json.loads(path.read_text())
     assert committed["fingerprint"]["device"] and committed["fingerprint"]["corpus_hash"]
     before_fingerprints = {k: v for k, v in committed.items() if k != "fingerprint"}
-    for baseline, fingerprint, why in ((committed, committed["fingerprint"], None), (before_fingerprints, ENV, NO_FINGERPRINT)):
-        now = {"scale": "smoke", "measured_at": "x", "git_commit": "y", "versions": {}, "fingerprint": fingerprint,
+    for baseline, now_fingerprint, why in ((committed, committed["fingerprint"], None), (before_fingerprints, ENV, NO_FINGERPRINT)):
+        now = {"scale": "smoke", "measured_at": "x", "git_commit": "y", "versions": {}, "fingerprint": now_fingerprint,
                "tolerance": committed["tolerance"],
                "claims": {c: {"status": b["status"], "sub_claims": b["sub_claims"],
                               "figures": {n: {"value": f["value"], "low": None, "high": None, "unit": f["unit"]}

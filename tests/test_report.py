@@ -11,7 +11,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from optclaims.report import build_report, collect, main_report  # noqa: E402
+from optclaims.cli import main  # noqa: E402
+from optclaims.report import build_report, collect  # noqa: E402
 
 RUNS = ["a1b2c3d4e5f6", "1234e5678901"]  # the second would parse as a float: must stay text
 
@@ -152,7 +153,7 @@ def test_minimal_scale_dir_and_custom_out_dir(tmp_path, capsys):
     del v["figures"], v["summary"]
     write_json(root / "claims" / "mup_transfer" / "verdict.json", v)
     out = tmp_path / "elsewhere"
-    main_report(str(root), str(out))
+    assert main(["report", "--scale-dir", str(root), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     html = (out / "index.html").read_text()
     assert "muP transfers" in html and "Not evidence" not in html  # evidential: no banner

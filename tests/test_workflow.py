@@ -218,7 +218,7 @@ def test_a_killed_workflow_resumes_to_the_same_losses_and_verdict_on_two_simulat
     for name in ("workflows", "reproductions"):
         os.symlink(ROOT / name, tmp_path / name)
     toy = json.loads(json.dumps(TOY))
-    toy["scales"]["smoke"]["train"] = {"gpu": True}  # each training job claims one of the devices
+    toy["scales"]["smoke"]["train"] = {"gpu": True}  # each training job reserves one of the devices
     toy["claims"] = ["spectral_weight_decay"]
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(toy))
     env = {**os.environ, "PATH": "/usr/bin:/bin", "OPTCLAIMS_SIMULATED_DEVICES": "2",

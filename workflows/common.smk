@@ -38,7 +38,7 @@ SCALE_DIR = str(PLAN.scale_dir)
 DATA = str(PLAN.data_dir)
 SETTINGS = PLAN.settings  # validated against the schema, its defaults filled in
 # On GPUs each training job holds `gpu=1` of `--resources gpu=N` (N = GPUs × jobs_per_gpu) and
-# claims its own device slot (optclaims.devices), since Snakemake hands out counts, not device ids.
+# reserves its own device slot (optclaims.devices), since Snakemake hands out counts, not device ids.
 ON_GPU = SETTINGS["train"]["gpu"]
 JOBS_PER_GPU = SETTINGS["train"]["jobs_per_gpu"]
 THREADS = SETTINGS["train"]["threads"]

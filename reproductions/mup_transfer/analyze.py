@@ -532,7 +532,7 @@ def plot_optima(ctx, readings: pd.DataFrame, labels: dict, th: dict) -> None:
 
 def regime_notes(opt: pd.DataFrame, th: dict) -> str:
     per_width = opt.groupby("width").tokens_per_param.min()
-    return (f"tokens per non-embedding parameter by width: " + ", ".join(f"{w} {v:.2f}" for w, v in per_width.items())
+    return ("tokens per non-embedding parameter by width: " + ", ".join(f"{w} {v:.2f}" for w, v in per_width.items())
             + f" (floor {th['min_tokens_per_param']:g})")
 
 

@@ -27,7 +27,8 @@ import torch
 
 from .model import flops_per_token
 from .provenance import bf16_peak_flops, device_name
-from .runs import make_run_config, run_schema
+from .runs import make_run_config
+from .settings import run_schema
 
 SHAPES = {  # d_model, n_layers, n_heads, seq_len, vocab_size
     "sweep": (256, 4, 4, 256, 8192),   # the reference shape (a small gpu-scale sweep model)

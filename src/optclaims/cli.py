@@ -9,8 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from .atomic import read_json, write_json
 from .errors import HubUnavailableError
-from .runs import make_run_config, read_json, run_id, write_json
+from .runs import make_run_config, run_id
 
 
 def _corpus(a):
@@ -253,7 +254,7 @@ def _csv(s: str) -> list[str]:
 
 def _jobs_per_gpu_argument(c: argparse.ArgumentParser) -> None:
     c.add_argument("--jobs-per-gpu", type=int, default=1,
-                   help="jobs that may share one GPU; each job claims its own (device, share) slot")
+                   help="jobs that may share one GPU; each job reserves its own (device, share) slot")
 
 
 def _claim_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:

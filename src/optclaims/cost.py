@@ -21,12 +21,16 @@ import csv
 import datetime as dt
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .claims import DEFAULT_REPRO_DIR
 from .population import COMPILE_SPEEDUP, compiles, population_key, run_flops_per_token
+
+if TYPE_CHECKING:
+    from .analysis import Run
 
 TABLE = Path("workflows/throughput.csv")
 COLUMNS = ["device", "optimizer", "d_model", "n_layers", "seq_len", "vocab_size", "batch_size", "members",
@@ -102,7 +106,7 @@ def data_seconds(table: pd.DataFrame, device: str, corpus_bytes: int) -> tuple[f
     return float(row.startup_s + corpus_bytes / row.tokens_per_s), str(row.measured).lower() == "true"
 
 
-def stand_in_run(rid: str, cfg: dict, centre: float) -> "Run":
+def stand_in_run(rid: str, cfg: dict, centre: float) -> Run:
     """A run as the cost estimate imagines it: finished, its loss a parabola in log2 LR around
     ``centre`` (the runs a selection picks are of the same number and shape whatever the optimum)."""
     from .analysis import Run

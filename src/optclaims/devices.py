@@ -1,5 +1,5 @@
 """Which GPU a job uses. Snakemake counts GPUs (``--resources gpu=N``) but hands out no device ids,
-so every training or evaluation job claims a slot itself before it touches CUDA.
+so every training or evaluation job reserves a slot itself before it touches CUDA.
 
 A slot is (device, share): ``jobs_per_device`` jobs may share one GPU (tiny models). A job holds
 its slot as an exclusive ``flock`` on one file per slot. flock is atomic, so two jobs never take
@@ -56,7 +56,7 @@ def lock_dir() -> Path:
     return Path(tempfile.gettempdir()) / "optclaims-devices" / f"{socket.gethostname()}-{allocation}"
 
 
-def try_claim(devices: list[str], jobs_per_device: int, locks: Path) -> Slot | None:
+def try_reserve(devices: list[str], jobs_per_device: int, locks: Path) -> Slot | None:
     """The first free slot, spreading jobs over devices before stacking them; None if all are held."""
     for share in range(jobs_per_device):
         for device in devices:
@@ -70,7 +70,7 @@ def try_claim(devices: list[str], jobs_per_device: int, locks: Path) -> Slot | N
     return None
 
 
-def claim(devices: list[str], jobs_per_device: int = 1, locks: Path | None = None, poll: float = 0.5) -> Slot:
+def reserve(devices: list[str], jobs_per_device: int = 1, locks: Path | None = None, poll: float = 0.5) -> Slot:
     """Wait for a free slot (with ``--resources gpu`` no larger than the slot count, there always is one)."""
     if jobs_per_device < 1:
         raise ValueError(f"jobs_per_device = {jobs_per_device}: must be at least 1")
@@ -79,7 +79,7 @@ def claim(devices: list[str], jobs_per_device: int = 1, locks: Path | None = Non
     with contextlib.suppress(PermissionError):
         os.chmod(locks, 0o1777)  # another user's jobs on this host share the GPUs, so the locks too
     said = False
-    while (slot := try_claim(devices, jobs_per_device, locks)) is None:
+    while (slot := try_reserve(devices, jobs_per_device, locks)) is None:
         if not said:
             print(f"all {len(devices) * jobs_per_device} device slots in {locks} are held; waiting", file=sys.stderr)
             said = True
@@ -99,7 +99,7 @@ def assigned_device(jobs_per_device: int = 1, wanted: str = "auto"):
     if not devices:
         yield None
         return
-    slot = claim(devices, jobs_per_device)
+    slot = reserve(devices, jobs_per_device)
     os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
     print(f"device {slot.device} (share {slot.share + 1} of {jobs_per_device}) on {socket.gethostname()}", file=sys.stderr)
     try:

@@ -28,11 +28,8 @@ shrink η·λ of a μP-scaled group does not vanish with width (CLAIMS.md §5 pi
 
 from __future__ import annotations
 
-import math
-
 from .model import MemberInit
 from .settings import choices
-from .shape import model_config  # noqa: F401  (re-exported: a run config's model shape)
 
 PARAMETRIZATIONS = choices("parametrization")
 

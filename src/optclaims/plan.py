@@ -15,7 +15,8 @@ from .claims import (DEFAULT_REPRO_DIR, claim_run_configs, finish_run_configs, l
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .population import group_populations
-from .runs import run_id, run_schema
+from .runs import run_id
+from .settings import run_schema
 from .workflow_config import validated
 
 

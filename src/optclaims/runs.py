@@ -11,7 +11,6 @@ import json
 
 import jsonschema
 
-from .atomic import read_json, write_json  # noqa: F401  (re-exported for callers of runs)
 from .errors import ConfigError
 from .settings import FAMILIES, RUN_DEFAULTS, Family, run_schema
 from .shape import model_config

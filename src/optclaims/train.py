@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint
-from .atomic import atomic_output, file_sha256, held_locks
+from .atomic import atomic_output, file_sha256, held_locks, read_json, write_json
 from .data.shards import TokenShard
 from .devices import resolve_device
 from .model import GPT, activation_names, flops_per_token, record_activations
@@ -36,7 +36,7 @@ from .optim.spectral_decay import spectrum
 from .parametrization import member_init
 from .population import check_population, compiles, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
-from .runs import read_json, run_id, write_json
+from .runs import run_id
 from .settings import DEFAULTS
 from .shape import model_config
 
@@ -70,7 +70,7 @@ def train_population(members: list[Member], data_dir: Path, state_dir: Path, pop
     locks = [Path(m.out_dir).parent / ".locks" / f"{Path(m.out_dir).name}.lock" for m in members]
     with held_locks(locks):
         for m in members:
-            _claim_run_dir(m.cfg, Path(m.out_dir))
+            _write_run_config(m.cfg, Path(m.out_dir))
         todo = [m for m in members if not m.finished()]
         if todo:
             _train(members, todo, Path(data_dir), Path(state_dir), pop_id)
@@ -160,7 +160,7 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
         torch.backends.cudnn.allow_tf32 = True
 
     model, optimizers, progress = build_population(cfgs, device)
-    hypers, end_steps = optimizers.h, [c["steps"] for c in cfgs]
+    end_steps = [c["steps"] for c in cfgs]
     logs = [MemberLog() for _ in trained]
     start, elapsed_before = 0, 0.0
     if saved is not None:
@@ -402,7 +402,7 @@ def member_summary(cfg: dict, rows: list[dict], status: str, val_loss: float | N
     }
 
 
-def _claim_run_dir(cfg: dict, out_dir: Path) -> None:
+def _write_run_config(cfg: dict, out_dir: Path) -> None:
     """Write config.json, refusing a directory that already holds a different run."""
     path = out_dir / "config.json"
     if path.exists() and read_json(path) != cfg:

@@ -2,7 +2,7 @@
 local held-out-code tasks (``build_tasks``) and one run's ``eval.json`` (``evaluate_run``).
 ``python -m optclaims.evaluate`` is lm-eval's own CLI with the ``optclaims`` model registered."""
 
-from .run import HubUnavailableError, evaluate_run
+from .run import evaluate_run
 from .tasks import build_tasks
 
-__all__ = ["HubUnavailableError", "build_tasks", "evaluate_run"]
+__all__ = ["build_tasks", "evaluate_run"]

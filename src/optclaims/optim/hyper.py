@@ -42,10 +42,6 @@ class MemberHypers:
     sgd_momentum: torch.Tensor | None        # (K,) for SGD runs: the heavy-ball μ
     spectral_warm: torch.Tensor              # (K,) bool: power iteration from the previous step's v1
 
-    @property
-    def any_spectral(self) -> bool:
-        return any(bool((v > 0).any()) for v in self.spectral_decay.values())
-
     def muon_scales(self, shape) -> torch.Tensor:
         """(K,) multipliers of the orthogonalised update of a matrix of torch shape (..., A, B)."""
         return torch.tensor([update_scale(shape, s) for s in self.muon_scale], device=self.beta1.device)

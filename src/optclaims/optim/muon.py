@@ -103,8 +103,8 @@ class Muon(torch.optim.Optimizer):
     Momentum buffers are ``state[p]["momentum_buffer"]`` (sum form, so they are 1/(1 − μ) times
     torch.optim.Muon's). After each step ``self.update_rms[name]`` (the group's "name", else its
     index as a string) holds, as a 0-d tensor,
-    the RMS of s(A, B)·O_t per matrix (the update without η) averaged over the group's matrices;
-    read it with ``muon_update_rms``. Groups may carry extra keys ("name", "lr_mult", ...).
+    the RMS of s(A, B)·O_t per matrix (the update without η) averaged over the group's matrices.
+    Groups may carry extra keys ("name", "lr_mult", ...).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.95, nesterov: bool = True, weight_decay: float = 0.0,
@@ -177,11 +177,3 @@ class Muon(torch.optim.Optimizer):
                 torch._foreach_add_(bucket, O, alpha=-lr * scale)
             self.update_rms[group.get("name", str(index))] = torch.cat(rms).mean()
         return loss
-
-
-@torch.no_grad()
-def muon_update_rms(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """Per group name, the mean per-matrix RMS of Muon's last update without the learning rate,
-    s(A, B)·O_t; one host sync. Empty before the first step or for other optimisers."""
-    rms = getattr(optimizer, "update_rms", None) or {}
-    return dict(zip(rms, torch.stack(list(rms.values())).tolist())) if rms else {}

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .hyper import MemberHypers, ROLES
 from .muon import MUON_ROLES, muon_update
-from ..runs import run_schema
+from ..settings import run_schema
 from .spectral_decay import top_singular_triplet
 
 def per_member(t: Tensor, like: Tensor) -> Tensor:

@@ -59,9 +59,3 @@ def spectrum(W: Tensor) -> Tensor:
     p = s.square() / s.square().sum().clamp_min(1e-30)
     h = -(p * torch.log(p.clamp_min(1e-30))).sum() / math.log(max(len(s), 2))
     return torch.stack([s[0], h])
-
-
-def spectrum_stats(W: Tensor) -> tuple[float, float]:
-    """(σ_max, SVD entropy) of a matrix as floats (see ``spectrum``)."""
-    sigma_max, entropy = spectrum(W).tolist()
-    return sigma_max, entropy

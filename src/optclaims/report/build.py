@@ -455,9 +455,3 @@ def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
     write_text(html_path, html)
     write_text(md_path, markdown)
     return html_path, md_path
-
-
-def main_report(scale_dir: str, out_dir: str | None = None) -> None:
-    """CLI entry: build the report and print the path of index.html."""
-    html_path, _ = build_report(Path(scale_dir), Path(out_dir) if out_dir else None)
-    print(html_path)
