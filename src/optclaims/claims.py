@@ -69,13 +69,16 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
 
 
 def _check_criteria(spec: dict, path: Path) -> None:
-    """Every {threshold} named in the criteria exists, so the words always carry the numbers used."""
-    from .analysis import criteria_text
+    """Every {threshold} named in the criteria and the ``implemented`` line exists, so the words
+    always carry the numbers used."""
+    from .analysis import fill_thresholds
 
-    try:
-        criteria_text(spec)
-    except (KeyError, IndexError, ValueError) as e:
-        raise ConfigError(f"{path}: criteria name a threshold that does not exist: {e}") from None
+    for key, texts in (("criteria", spec["criteria"]), ("implemented", [spec["implemented"]])):
+        try:
+            for text in texts:
+                fill_thresholds(text, spec.get("thresholds", {}))
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"{path}: a threshold named in its {key} does not exist: {e}") from None
 
 
 def _check_thresholds(spec: dict, schema_path: Path) -> None:
