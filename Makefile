@@ -12,6 +12,7 @@
 # make reference-report : the HTML and Markdown report of results/reference/gpu (any CPU, no training)
 # make readme-table     : rewrite the README's gpu reference table from results/reference/gpu
 # make run-fields       : rewrite the README's table of run fields from src/optclaims/schemas/run.schema.json
+# make claims-table     : rewrite the README's claim table from reproductions/*/claim.yaml
 # make bless-reference REASON="..." : results/baselines/gpu.json from the committed gpu references
 PY      ?= python3
 VENV    := .venv
@@ -29,7 +30,7 @@ comma   := ,
 empty   :=
 space   := $(empty) $(empty)
 
-.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields bless-reference
+.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference
 
 # torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
 # requirement that names torch is then already satisfied, so no CUDA build is pulled in.
@@ -81,6 +82,9 @@ readme-table: $(STAMP)
 
 run-fields: $(STAMP)
 	$(BIN)/optclaims run-fields
+
+claims-table: $(STAMP)
+	$(BIN)/optclaims claims-table
 
 bless-reference: $(STAMP)
 	@test -n "$(REASON)" || { echo 'make bless-reference needs REASON="which references and why they are right"' >&2; exit 2; }

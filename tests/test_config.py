@@ -65,6 +65,48 @@ def test_plan_refuses_unknown_claim(workflow_config):
         build_plan(workflow_config, REPRO)
 
 
+def test_the_claims_are_the_claim_folders(tmp_path, workflow_config):
+    """No list of claims is written anywhere but the folder tree: the config names none, the plan
+    takes every folder with a claim.yaml (sorted by name, filled into the config), and a new folder
+    is planned with nothing else edited; a list given (`--config claims=[...]`) is planned in its order."""
+    import shutil
+
+    assert "claims" not in workflow_config
+    folders = sorted(p.name for p in REPRO.iterdir() if (p / "claim.yaml").is_file())
+    plan = build_plan(copy.deepcopy(workflow_config), REPRO)
+    assert len(folders) >= 5 and list(plan.claims) == folders
+    repro = tmp_path / "reproductions"
+    shutil.copytree(REPRO, repro)
+    shutil.copytree(repro / "spectral_weight_decay", repro / "a_spectral_twin")
+    spec = repro / "a_spectral_twin" / "claim.yaml"
+    spec.write_text(spec.read_text().replace("claim: spectral_weight_decay\n", "claim: a_spectral_twin\n", 1))
+    config = copy.deepcopy(workflow_config)
+    twin = build_plan(config, repro)
+    assert list(twin.claims) == config["claims"] == ["a_spectral_twin", *folders]
+    assert twin.claims["a_spectral_twin"] == twin.claims["spectral_weight_decay"]  # the same runs, trained once
+    given = {**copy.deepcopy(workflow_config), "claims": ["spectral_weight_decay", "adam_update_rms"]}
+    assert list(build_plan(given, repro).claims) == ["spectral_weight_decay", "adam_update_rms"]
+
+
+def test_a_claim_folder_without_its_claim_yaml_stops_the_plan(tmp_path, workflow_config):
+    import shutil
+
+    repro = tmp_path / "reproductions"
+    shutil.copytree(REPRO, repro)
+    (repro / "half_done").mkdir()
+    (repro / "half_done" / "claim.yml").write_text("claim: half_done\n")
+    with pytest.raises(ConfigError, match=r"half_done/ has no claim.yaml \(it holds claim.yml\)"):
+        build_plan(copy.deepcopy(workflow_config), repro)
+    (repro / "half_done" / "claim.yml").unlink()
+    (repro / "half_done" / "__pycache__").mkdir()  # what a deleted claim's folder may leave: not a claim
+    (repro / "half_done" / "__pycache__" / "analyze.cpython-311.pyc").write_bytes(b"")
+    assert "half_done" not in build_plan(copy.deepcopy(workflow_config), repro).claims
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no folder of .*empty/ holds a claim.yaml"):
+        build_plan(copy.deepcopy(workflow_config), empty)
+
+
 def test_plan_refuses_bad_corpus(workflow_config):
     workflow_config["corpus"] = "ftp:somewhere"
     with pytest.raises(ConfigError, match="corpus = 'ftp:somewhere'"):

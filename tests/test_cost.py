@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from optclaims import bench, cost
-from optclaims.claims import load_claim_module
+from optclaims.claims import list_claims, load_claim_module
 from optclaims.cli import main
 from optclaims.model import GPT, flops_per_token
 from optclaims.parametrization import member_init
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPRO = ROOT / "reproductions"
 TABLE = ROOT / "workflows/throughput.csv"
 CONFIG = yaml.safe_load((ROOT / "workflows/config/config.yaml").read_text())
+CLAIMS = list_claims(REPRO)  # the config plans every claim folder
 
 
 def table_rows(path: Path) -> list[dict]:
@@ -200,7 +201,7 @@ def test_plan_cost_of_the_smoke_scale(smoke_plan, monkeypatch):
     monkeypatch.chdir(ROOT)
     plan, table = smoke_plan, cost.load_table(TABLE)
     frame = cost.plan_cost(plan, table, REPRO).set_index("claim")
-    assert list(frame.index) == [*CONFIG["claims"], "all"]
+    assert list(frame.index) == [*CLAIMS, "all"]
 
     unstaged = "adam_update_rms"
     assert unstaged not in plan.staged
@@ -296,11 +297,11 @@ def test_plan_cost_cli_prints_each_claim_and_marks_estimates(monkeypatch, capsys
     assert main(["plan", "--scale", "gpu", "--cost"]) == 0
     out = capsys.readouterr().out
     lines = cost_lines(out)
-    assert set(lines) == {*CONFIG["claims"], "all"}
+    assert set(lines) == {*CLAIMS, "all"}
     assert "H100" in out and "H200" in out
     for claim, line in lines.items():  # every GPU row is an estimate: both devices' minutes starred
         assert re.search(r"\d\*\s+[\d.]+\*$", line), line
-    assert sum(int(lines[c].split()[1]) for c in CONFIG["claims"]) == int(lines["all"].split()[1])  # runs
+    assert sum(int(lines[c].split()[1]) for c in CLAIMS) == int(lines["all"].split()[1])  # runs
     assert "estimated" in out.splitlines()[-1]
 
     measured = cost.load_table(TABLE)
@@ -308,7 +309,7 @@ def test_plan_cost_cli_prints_each_claim_and_marks_estimates(monkeypatch, capsys
     measured.to_csv(tmp_path / "measured.csv", index=False)
     assert main(["plan", "--scale", "gpu", "--cost", "--cost-table", str(tmp_path / "measured.csv")]) == 0
     lines = cost_lines(capsys.readouterr().out)
-    assert set(lines) == {*CONFIG["claims"], "all"}
+    assert set(lines) == {*CLAIMS, "all"}
     assert not any("*" in line for line in lines.values()), lines
 
 

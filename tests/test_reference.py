@@ -317,6 +317,8 @@ def test_the_claim_code_hash_ignores_prose_line_endings_and_location(repo, tmp_p
     ("src/optclaims/new_module.py", "X = 1\n", ["alpha", "beta"]),  # a new library module counts
     ("src/optclaims/report/build.py", "LAYOUT = 2\n", []),  # presentation only
     ("reproductions/alpha/README.md", "# prose\n", []),
+    ("reproductions/alpha/test_alpha.py", "def test_alpha():\n    assert True\n", []),  # its tests check it, they do not change it
+    ("reproductions/alpha/helpers.py", "X = 1\n", ["alpha", "beta"]),  # any other file of its folder counts
     ("workflows/config/config.yaml", "scales:\n  smoke: {evidential: true}\n  gpu: {evidential: true, tokenizer: {vocab_size: 8192}}\n", []),
     ("workflows/config/config.yaml", "scales:\n  smoke: {evidential: false}\n  gpu: {evidential: true, tokenizer: {vocab_size: 4096}}\n",
      ["alpha", "beta"]),

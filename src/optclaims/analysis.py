@@ -105,11 +105,16 @@ THRESHOLD_FIELD = re.compile(r"\{([A-Za-z_]\w*)((?:\[\d+\])*)(?::([^{}]*))?\}")
 
 
 def criteria_text(spec: dict) -> list[str]:
-    """Each criterion of claim.yaml with ``{name}``, ``{name[0]}`` or ``{name:.0%}`` replaced by the
-    threshold's value (numbers as ``:g`` unless a format is given), so the numbers in the words are
-    the numbers the analysis uses; other braces ({0.1, 0.3}) stay as written. A name that is not a
-    threshold raises KeyError (load_claim turns it into a ConfigError before any run)."""
-    th = spec.get("thresholds", {})
+    """Each criterion of claim.yaml with its threshold fields filled in (``fill_thresholds``)."""
+    return [fill_thresholds(c, spec.get("thresholds", {})) for c in spec["criteria"]]
+
+
+def fill_thresholds(text: str, th: dict) -> str:
+    """``text`` (a criterion, a claim's ``implemented`` line) with ``{name}``, ``{name[0]}`` or
+    ``{name:.0%}`` replaced by the threshold's value (numbers as ``:g`` unless a format is given), so
+    the numbers in the words are the numbers the analysis uses; other braces ({0.1, 0.3}) stay as
+    written. A name that is not a threshold raises KeyError (load_claim turns it into a ConfigError
+    before any run)."""
 
     def fill(m: re.Match) -> str:
         name, index, fmt = m.group(1), m.group(2), m.group(3)
@@ -120,7 +125,7 @@ def criteria_text(spec: dict) -> list[str]:
             value = value[int(i)]
         return format(value, fmt if fmt is not None else ("g" if isinstance(value, float) else ""))
 
-    return [THRESHOLD_FIELD.sub(fill, c) for c in spec["criteria"]]
+    return THRESHOLD_FIELD.sub(fill, text)
 
 
 def sub_claim(name: str, status: str, expected: str, measured: str, criterion: str) -> dict:

@@ -26,15 +26,33 @@ from .errors import ConfigError
 from .runs import make_run_config, schema_error_message
 
 DEFAULT_REPRO_DIR = Path("reproductions")
+CLAIM_FILE = "claim.yaml"
 THRESHOLDS_SCHEMA = "thresholds.schema.yaml"
 
 
 def list_claims(repro_dir: Path = DEFAULT_REPRO_DIR) -> list[str]:
-    return sorted(p.parent.name for p in Path(repro_dir).glob("*/claim.yaml"))
+    """Every claim: the folders of ``repro_dir`` holding a claim.yaml, sorted by name. The folder
+    tree is the one list of claims (the workflow config's ``claims: null`` plans them all)."""
+    return sorted(p.parent.name for p in Path(repro_dir).glob(f"*/{CLAIM_FILE}"))
+
+
+def all_claims(repro_dir: Path = DEFAULT_REPRO_DIR) -> list[str]:
+    """``list_claims``, refusing a folder that holds files but no claim.yaml (a claim.yml, a claim
+    not finished), which would otherwise be left out without a word."""
+    repro_dir = Path(repro_dir)
+    claims = list_claims(repro_dir)
+    for folder in sorted(p for p in repro_dir.glob("*") if p.is_dir() and not p.name.startswith((".", "_"))):
+        files = sorted(f.name for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        if folder.name not in claims and files:
+            raise ConfigError(f"claim folder {folder}/ has no {CLAIM_FILE} (it holds {', '.join(files)}): every "
+                              f"folder of {repro_dir}/ is a claim, planned when it has one")
+    if not claims:
+        raise ConfigError(f"claims: no folder of {repro_dir}/ holds a {CLAIM_FILE}, so there is no claim to plan")
+    return claims
 
 
 def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
-    path = Path(repro_dir) / claim / "claim.yaml"
+    path = Path(repro_dir) / claim / CLAIM_FILE
     if not path.exists():
         known = ", ".join(list_claims(repro_dir)) or "none"
         raise ConfigError(f"unknown claim {claim!r} (known claims: {known})")
@@ -51,13 +69,16 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
 
 
 def _check_criteria(spec: dict, path: Path) -> None:
-    """Every {threshold} named in the criteria exists, so the words always carry the numbers used."""
-    from .analysis import criteria_text
+    """Every {threshold} named in the criteria and the ``implemented`` line exists, so the words
+    always carry the numbers used."""
+    from .analysis import fill_thresholds
 
-    try:
-        criteria_text(spec)
-    except (KeyError, IndexError, ValueError) as e:
-        raise ConfigError(f"{path}: criteria name a threshold that does not exist: {e}") from None
+    for key, texts in (("criteria", spec["criteria"]), ("implemented", [spec["implemented"]])):
+        try:
+            for text in texts:
+                fill_thresholds(text, spec.get("thresholds", {}))
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"{path}: a threshold named in its {key} does not exist: {e}") from None
 
 
 def _check_thresholds(spec: dict, schema_path: Path) -> None:

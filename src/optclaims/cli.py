@@ -224,6 +224,18 @@ def _run_fields(a):
     print(f"{a.readme}: table of run fields {'rewritten' if changed else 'already in sync'}")
 
 
+def _claims_table(a):
+    from .claims_table import out_of_sync, write_table
+
+    if a.check:
+        problems = out_of_sync(Path(a.readme), Path(a.repro_dir))
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    changed = write_table(Path(a.readme), Path(a.repro_dir))
+    print(f"{a.readme}: claim table {'rewritten' if changed else 'already in sync'}")
+
+
 def _reference_figures(a):
     import yaml
 
@@ -410,6 +422,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--readme", default="README.md")
     c.add_argument("--check", action="store_true")
     c.set_defaults(func=_run_fields)
+
+    c = sub.add_parser("claims-table", help="rewrite the README's claim table from reproductions/*/claim.yaml "
+                       "(--check: exit 1 if it is out of sync)")
+    c.add_argument("--readme", default="README.md")
+    c.add_argument("--repro-dir", default="reproductions")
+    c.add_argument("--check", action="store_true")
+    c.set_defaults(func=_claims_table)
 
     c = sub.add_parser("reference-figures", help="what the nightly compares, from the committed gpu references "
                        "(bless it into results/baselines/gpu.json)")

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .claims import (DEFAULT_REPRO_DIR, claim_run_configs, finish_run_configs, load_claim, load_claim_module,
-                     selection_stages)
+from .claims import (DEFAULT_REPRO_DIR, all_claims, claim_run_configs, finish_run_configs, load_claim,
+                     load_claim_module, selection_stages)
 from .data.corpus import parse_corpus_spec
 from .errors import ConfigError
 from .population import group_populations
@@ -78,7 +78,8 @@ class Plan:
 
 
 def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
-    """The plan of a workflow config, validated first (its schema's defaults filled in, in place)."""
+    """The plan of a workflow config, validated first (its schema's defaults filled in, in place;
+    ``claims: null`` becomes every claim folder of ``repro_dir``, sorted by name)."""
     validated(config)
     scale = config["scale"]
     if scale not in config["scales"]:
@@ -102,6 +103,8 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
     common = {**overrides, "data": data.data_id, "vocab_size": data.vocab_size}
 
     plan = Plan(scale, Path(config["results_dir"]) / scale, settings, data, common=common)
+    if config["claims"] is None:  # every claim folder; filled in, so the config records what was planned
+        config["claims"] = all_claims(repro_dir)
     for claim in config["claims"]:
         spec_ = load_claim(claim, repro_dir)
         module = load_claim_module(claim, repro_dir)

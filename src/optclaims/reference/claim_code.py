@@ -2,7 +2,8 @@
 this checkout's claim code differs from the one recorded in its provenance.json.
 
 A claim's code is
-- every file of ``reproductions/<claim>/`` except its prose (``*.md``), and the same of every
+- every file of ``reproductions/<claim>/`` except its prose (``*.md``) and its tests (``test_*.py``,
+  ``conftest.py``: they check the analysis, they do not change it), and the same of every
   other claim its claim.yaml names (``claim: <other>`` anywhere below the top level, e.g.
   adam_update_rms's ``size_sweep``, whose runs it reads), transitively;
 - the library ``src/optclaims/`` (``*.py``, schemas, task templates), except the modules that only
@@ -24,14 +25,21 @@ from pathlib import Path
 
 import yaml
 
+from ..claims import list_claims
+
 LIBRARY = "src/optclaims"
 REPRODUCTIONS = "reproductions"
 WORKFLOW_CONFIG = "workflows/config/config.yaml"
 REFERENCE_SCALE = "gpu"
 # Library paths (relative to src/optclaims) that cannot change what a run or an analysis computes.
 NOT_CLAIM_CODE = ("report/", "regression/", "reference/", "cli.py", "cost.py", "bench.py", "devices.py",
-                  "provenance.py", "atomic.py", "errors.py", "run_fields.py", "markdown_block.py")
+                  "provenance.py", "atomic.py", "errors.py", "run_fields.py", "markdown_block.py", "claims_table.py")
 SKIPPED_PARTS = ("__pycache__",)
+
+
+def _claim_code(path: Path) -> bool:
+    """A file of a claim folder that can change what its analysis computes: not prose, not a test."""
+    return path.suffix != ".md" and not (path.suffix == ".py" and (path.name.startswith("test_") or path.name == "conftest.py"))
 
 
 def content_sha256(data: bytes) -> str:
@@ -44,7 +52,7 @@ def _files(folder: Path) -> list[Path]:
 
 
 def known_claims(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in (Path(root) / REPRODUCTIONS).glob("*/claim.yaml"))
+    return list_claims(Path(root) / REPRODUCTIONS)
 
 
 def _named_claims(node, known: set[str], top: bool = True) -> set[str]:
@@ -87,7 +95,7 @@ def claim_code_files(claim: str, root: Path) -> dict[str, str]:
     hashes = {}
     for c in claim_folders(claim, root):
         for path in _files(root / REPRODUCTIONS / c):
-            if path.suffix != ".md":
+            if _claim_code(path):
                 hashes[path.relative_to(root).as_posix()] = content_sha256(path.read_bytes())
     for path in _files(library):
         rel = path.relative_to(library).as_posix()
