@@ -3,6 +3,7 @@ the exit status. The whole nightly through Snakemake is in test_workflow.py."""
 
 import copy
 import json
+import math
 import statistics
 
 import pytest
@@ -395,18 +396,24 @@ def test_a_replicas_spread_widens_the_statistical_tolerances_only_where_it_is_wi
     replica = fingerprinted(KERNELS, **{RMS: 0.2218 + 0.05, PERTURBED_LOSS: 5.5 * 1.05})
     base = bless(primary, "with a replica", replicas=[replica])
     rms, run = base["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"], base["reference_runs"]["adam_update_rms/0"]
-    sigma_rms = statistics.stdev([0.2218, 0.2718])
-    assert rms["statistical"]["tolerance"] == pytest.approx(3 * sigma_rms) and 3 * sigma_rms > 0.03  # > half the interval
-    assert "over 2 environments" in rms["statistical"]["basis"]
-    assert run["statistical"]["tolerance"] == pytest.approx(3 * statistics.stdev([5.5, 5.5 * 1.05]))
+    # two environments: |x0 − mean| + t(0.975, 1)·s·√(1 + 1/2), t = 12.706
+    expected = 0.025 + 12.7062 * statistics.stdev([0.2218, 0.2718]) * math.sqrt(1.5)
+    assert rms["statistical"]["tolerance"] == pytest.approx(expected, rel=1e-4) and expected > 0.03  # > half the interval
+    assert "95% prediction interval over 2 environments" in rms["statistical"]["basis"]
+    d = 5.5 * 0.05
+    assert run["statistical"]["tolerance"] == pytest.approx(d / 2 + 12.7062 * d / math.sqrt(2) * math.sqrt(1.5), rel=1e-4)
     assert rms["tolerance"] == plain["claims"]["adam_update_rms"]["figures"]["RMS at (0.9, 0.95)"]["tolerance"]
     same = base["reference_runs"]["adam_update_rms/5"]
     assert same["statistical"] == plain["reference_runs"]["adam_update_rms/5"]["statistical"]
     assert base["blessed"]["replicas"] == [{"fingerprint": KERNELS, "measured_at": replica["measured_at"]}]
-    # another machine whose figures moved as far as the replica's did now passes; twice as far still fails
+    # another machine whose figure moved as far as the replica's did passes; one beyond the prediction band fails
     assert compare(base, moved(**{RMS: 0.2218 + 0.05}))["passed"]
-    assert failed(compare(base, moved(**{RMS: 0.2218 + 0.15}))) == [("adam_update_rms", "RMS at (0.9, 0.95)")]
+    assert failed(compare(base, moved(**{RMS: 0.2218 + expected * 1.01}))) == [("adam_update_rms", "RMS at (0.9, 0.95)")]
     assert not compare(plain, moved(**{RMS: 0.2218 + 0.05}))["passed"]
+    # three environments narrow the band: t(0.975, 2) = 4.303
+    third = fingerprinted({**KERNELS, "cpu_kernels": "AVX2"}, **{RMS: 0.2218 + 0.025})
+    narrower = bless(primary, "two replicas", replicas=[replica, third])["claims"]["adam_update_rms"]["figures"]
+    assert narrower["RMS at (0.9, 0.95)"]["statistical"]["tolerance"] < expected / 2
 
 
 def test_a_replica_of_another_scale_is_refused_and_one_missing_a_figure_adds_no_spread():
@@ -427,4 +434,4 @@ def test_the_cli_blesses_with_replicas(tmp_path, capsys):
     assert main(["bless", "--figures", str(tmp_path / "f.json"), "--replica", str(tmp_path / "r.json"),
                  "--baseline", str(tmp_path / "b.json"), "--reason", "with a replica"]) in (0, None)
     base = json.loads((tmp_path / "b.json").read_text())
-    assert "over 2 environments" in base["reference_runs"]["adam_update_rms/0"]["statistical"]["basis"]
+    assert "prediction interval over 2 environments" in base["reference_runs"]["adam_update_rms/0"]["statistical"]["basis"]

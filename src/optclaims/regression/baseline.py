@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..atomic import read_json, write_json
+from .figures import tolerance_rule
 
 
 def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple | None = None,
@@ -42,28 +43,36 @@ def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple 
     return floor, f"max({rule['figure_rtol']:g}·|value|, {rule['figure_atol']:g})"
 
 
-def environment_sigma(values: list) -> float | None:
-    """The spread of one figure over the environments it was measured in (the baseline's and its
-    replicas'): their sample standard deviation, where at least two are finite numbers."""
-    xs = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    return statistics.stdev(xs) if len(xs) >= 2 else None
+def environment_tolerance(value, elsewhere: list, level: float) -> float | None:
+    """How far another environment's value may fall from the baseline's ``value``, from the values
+    measured in n ≥ 2 environments (the baseline's and its replicas'): the baseline's distance from
+    their mean plus the half-width of the ``level`` prediction interval of one more observation,
+    t(level, n − 1)·s·√(1 + 1/n). With two environments t is 12.7 at 95%: one replica measures a
+    spread, but says little about its size, and the tolerance says so."""
+    from scipy import stats
+
+    xs = [v for v in [value, *elsewhere] if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(xs) < 2 or xs[0] != value:
+        return None
+    n, mean, sd = len(xs), statistics.fmean(xs), statistics.stdev(xs)
+    return abs(value - mean) + float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd * math.sqrt(1 + 1 / n)
 
 
-def _widened(stat: dict, k: float, sigma: float | None, n: int) -> dict:
-    """The statistical tolerance, widened to k·σ over environments where that is wider."""
-    if sigma is None or k * sigma <= stat["tolerance"]:
+def _widened(stat: dict, tol: float | None, level: float, n: int) -> dict:
+    """The statistical tolerance, widened to the environment tolerance where that is wider."""
+    if tol is None or tol <= stat["tolerance"]:
         return stat
-    return {"tolerance": k * sigma, "basis": f"{k:g}·σ over {n} environments (the baseline's and its replicas')"}
+    return {"tolerance": tol, "basis": f"{level:.0%} prediction interval over {n} environments (the baseline's and its replicas')"}
 
 
 def bless(figures: dict, reason: str, previous: dict | None = None, replicas: list[dict] = ()) -> dict:
     """The baseline for these figures. ``reason`` is required: a baseline without one is refused.
 
     ``replicas``: the same suite measured in other environments (e.g. other CPU kernels; `make
-    bless` makes one). Each figure's and reference run's statistical tolerance is then at least
-    seed_sigmas·σ of its values over the environments: the spread an environment change was
-    measured to cause, where that is wider than the seed spread (a figure with no interval has
-    no seed spread of its own)."""
+    bless` makes one). Each figure's and reference run's statistical tolerance then covers, where
+    that is wider than the seed spread, the prediction interval of another environment's value from
+    the values measured (``environment_tolerance``): a figure with no interval has no seed spread
+    of its own."""
     if not reason or not reason.strip():
         raise ValueError("blessing a baseline needs a reason (what changed and why the new figures are right)")
     if previous is not None and previous.get("scale") != figures["scale"]:
@@ -71,16 +80,16 @@ def bless(figures: dict, reason: str, previous: dict | None = None, replicas: li
     for i, rep in enumerate(replicas):
         if rep["scale"] != figures["scale"]:
             raise ValueError(f"replica {i + 1} is for scale {rep['scale']!r}, the figures for {figures['scale']!r}")
-    rule = figures["tolerance"]
+    rule = tolerance_rule(figures["tolerance"])  # figures measured before a setting existed get its default
     spread = {**rule, "deterministic": False}  # the statistical regime: the seed spread, whatever the scale
-    k, n_env = spread["seed_sigmas"], 1 + len(replicas)
+    level, n_env = spread["environment_level"], 1 + len(replicas)
     sigmas = [r["seed_sigma"] for r in figures["reference_runs"].values() if r["seed_sigma"] is not None]
     pooled = math.sqrt(statistics.fmean(s * s for s in sigmas)) if sigmas else None
 
     def tolerances(value, elsewhere: list, **spread_of) -> dict:
         tol, basis = tolerance(value, rule, **spread_of)
         stat, stat_basis = tolerance(value, spread, **spread_of)
-        stat = _widened({"tolerance": stat, "basis": stat_basis}, k, environment_sigma([value, *elsewhere]), n_env)
+        stat = _widened({"tolerance": stat, "basis": stat_basis}, environment_tolerance(value, elsewhere, level), level, n_env)
         return {"tolerance": tol, "basis": basis, "statistical": stat}
 
     def replica_values(get) -> list:

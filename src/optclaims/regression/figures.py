@@ -19,6 +19,7 @@ TOLERANCE_DEFAULTS = {
     "seed_sigmas": 3.0,       # otherwise: this many seed standard deviations
     "figure_rtol": 0.05,      # otherwise, for a claim figure with no seed interval: relative ...
     "figure_atol": 0.02,      # ... or absolute, whichever is larger
+    "environment_level": 0.95,  # blessed with replicas: the prediction level of another environment's value
 }
 
 
