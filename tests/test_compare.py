@@ -143,10 +143,11 @@ def test_a_planted_flip_is_found_and_named(a, tmp_path):
     assert result["shifts"] == []  # the figures did not move
     md = md_path.read_text()
     assert "- Verdict flips: **2** (1 claim status, 1 sub-claim)" in md
+    assert "| adam_update_rms | reproduced | not reproduced | 1 of 1 | 4 agree, 0 differ, 0 no interval |" in md
     flips = md.split("## Verdict flips")[1].split("## Figures that differ")[0]
     assert "| adam_update_rms | status | claim | reproduced | not reproduced |" in flips
     assert "independent of β2" in flips
-    assert html_path.read_text().count('<tr class="flipped">') == 4  # in the flips table and in the claim's own
+    assert html_path.read_text().count('<tr class="flipped">') == 5  # overview, flips table, the claim's own table
 
 
 def test_a_planted_shift_is_found_a_move_inside_the_intervals_is_not_and_no_interval_is_shown_not_judged(a, tmp_path):

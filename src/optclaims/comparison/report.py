@@ -129,10 +129,29 @@ def _caption_figures(claim: str) -> str:
             "their reported intervals; each panel's title gives the agreement.")
 
 
+def overview(result: dict) -> Table:
+    """One line per claim: its status on both sides, its sub-claim flips and how its figures compare."""
+    lines, marks = [], []
+    for claim in result["claims"]:
+        rows = [r for r in result["rows"] if r["claim"] == claim]
+        status = rows[0]
+        subs = [r for r in rows if r["kind"] == "sub-claim"]
+        figs = [r for r in rows if r["kind"] == "figure"]
+        count = lambda v: sum(r["verdict"] == v for r in figs)  # noqa: E731
+        flipped = sum(r["verdict"] == FLIPPED for r in subs)
+        lines.append([claim, status["a_text"], status["b_text"], f"{flipped} of {len(subs)}",
+                      f"{count(AGREE)} agree, {count(DIFFER)} differ, {count(NO_INTERVAL)} no interval"
+                      + (f", {count(ONLY_A) + count(ONLY_B)} one side only" if count(ONLY_A) + count(ONLY_B) else "")])
+        marks.append(FLIPPED if status["verdict"] == FLIPPED or flipped else
+                     DIFFER if count(DIFFER) else status["verdict"] if status["verdict"] in (ONLY_A, ONLY_B) else None)
+    return Table(["claim", "status in A", "status in B", "sub-claims flipped", "headline figures"], lines, marks)
+
+
 def build_document(result: dict, a: Side, b: Side, out_dir: Path) -> Document:
     """The report, drawing the overlaid figures into ``out_dir/figures``."""
     doc = Document(f"Comparison at {result['scale']} scale: A against B")
     doc.add(Bullets(_summary(result)))
+    doc.add(Heading("Claims"), overview(result))
     doc.add(Heading("Verdict flips"))
     doc.add(row_table(result["flips"], FLIP_COLUMNS) if result["flips"] else
             Paragraph("None: every claim and sub-claim has the same status on both sides."))
