@@ -47,6 +47,8 @@ class Claim:
             return pd.read_csv(path)
         except pd.errors.EmptyDataError:
             return None
+        except pd.errors.ParserError as e:
+            raise ValueError(f"{path}: not a readable CSV ({e})") from e
 
     def figure_files(self) -> list[dict]:
         """The claim's own figures: {file, caption, path, exists}."""
