@@ -14,6 +14,8 @@
 # make run-fields       : rewrite the README's table of run fields from src/optclaims/schemas/run.schema.json
 # make claims-table     : rewrite the README's claim table from reproductions/*/claim.yaml
 # make bless-reference REASON="..." : results/baselines/gpu.json from the committed gpu references
+# make compare A=results/gpu B=results/reference/gpu : two results folders of one scale side by side
+#               (verdict flips, headline figures and their agreement, figures overlaid) in $(COMPARE_OUT)
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -26,11 +28,12 @@ REPLICA_DIR ?= results/replica
 REPLICA_ENV ?= ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 GPUS    ?= 1
 REFERENCE := results/reference/gpu
+COMPARE_OUT ?= results/compare
 comma   := ,
 empty   :=
 space   := $(empty) $(empty)
 
-.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference
+.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference compare
 
 # torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
 # requirement that names torch is then already satisfied, so no CUDA build is pulled in.
@@ -90,6 +93,10 @@ bless-reference: $(STAMP)
 	@test -n "$(REASON)" || { echo 'make bless-reference needs REASON="which references and why they are right"' >&2; exit 2; }
 	$(BIN)/optclaims reference-figures --reference $(REFERENCE) --out results/gpu-reference-figures.json
 	$(BIN)/optclaims bless --figures results/gpu-reference-figures.json --baseline results/baselines/gpu.json --reason "$(REASON)"
+
+compare: $(STAMP)
+	@test -n "$(A)" -a -n "$(B)" || { echo 'make compare needs A=<results folder> B=<results folder of the same scale> (results/<scale> or $(REFERENCE))' >&2; exit 2; }
+	$(BIN)/optclaims compare $(A) $(B) --out $(COMPARE_OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

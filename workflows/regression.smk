@@ -38,6 +38,7 @@ rule regression:
         baseline=baseline_file,
     output:
         md=report(f"{REGRESSION}/report.md", category="Regression"),
+        html=f"{REGRESSION}/report.html",
         json=f"{REGRESSION}/report.json",
     params:
         out_dir=up(1),

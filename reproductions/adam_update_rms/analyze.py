@@ -22,7 +22,8 @@ import pandas as pd
 from optclaims.analysis import interpolated_optimum, measured, sub_claim
 from optclaims.claims import grid_runs, load_claim, load_claim_module
 from optclaims.errors import ConfigError
-from optclaims.plotting import plt, sns
+from optclaims.plotting import (DIMENSIONLESS, DIMENSIONS, LOG2, STEPS, REFERENCE_COLOR, axis_label, markers, plt,
+                                reference_band, reference_line, sequential, sns, style)
 
 REPRO_DIR = Path(__file__).resolve().parents[1]
 SIZE_SWEEP_KEYS = {"claim", "scale", "only"}
@@ -386,14 +387,14 @@ def size_measured(fits: pd.DataFrame, level: float) -> dict:
 
 def plot_simulation(ctx, sim: pd.DataFrame) -> None:
     beta1s = sorted(sim.beta1.unique())
-    colors = dict(zip(beta1s, sns.color_palette("viridis", len(beta1s))))
+    colors = sequential(beta1s)
     grid = sns.relplot(data=sim, x="snr", y="simulated_rms", hue="beta1", col="beta2", kind="scatter",
                        palette=colors, height=2.6, aspect=0.9, s=30)
     snr = np.linspace(0, sim.snr.max(), 50)
     for ax in grid.axes.flat:
         for b1 in beta1s:
             ax.plot(snr, mean_field_rms(b1, snr), color=colors[b1], lw=1)
-    grid.set_axis_labels("SNR = ‖μ‖²/‖σ‖²", "update RMS")
+    grid.set_axis_labels(axis_label("SNR = ‖μ‖²/‖σ‖²", DIMENSIONLESS), axis_label("update RMS", DIMENSIONLESS))
     ctx.save_figure(grid.figure, "simulation", "Adam's update RMS on Gaussian gradients (points) against the "
                     "mean-field prediction √((SNR+k)/(SNR+1)) (lines), one panel per β2.")
     plt.close(grid.figure)
@@ -407,12 +408,13 @@ def plot_runs(ctx, runs, table: pd.DataFrame) -> None:
                                     "β1": run.config["beta1"], "β2": run.config["beta2"], "seed": run.config["seed"]}))
     curves = pd.concat(frames)
     beta1s = sorted(curves["β1"].unique())
-    colors = dict(zip(beta1s, sns.color_palette("deep", len(beta1s))))
+    colors = sequential(beta1s)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     sns.lineplot(data=curves, x="step", y="update RMS (hidden)", hue="β1", style="β2", palette=colors, ax=ax, errorbar=None)
     for b1 in beta1s:
-        ax.axhline(float(mean_field_rms(b1)), color=colors[b1], ls=":", lw=1)
+        reference_line(ax, float(mean_field_rms(b1)), index=1, color=colors[b1])
     ax.axvline(runs[0].config["warmup_steps"], color="grey", lw=0.8)
+    ax.set(xlabel=axis_label("step", STEPS), ylabel=axis_label("update RMS of the hidden matrices", DIMENSIONLESS))
     ctx.save_figure(fig, "runs_rms", "Update RMS of the hidden matrices during training (mean over matrices, from "
                     "AdamW's state), dotted: the zero-signal mean field per β1; grey line: end of warm-up.")
     plt.close(fig)
@@ -420,11 +422,11 @@ def plot_runs(ctx, runs, table: pd.DataFrame) -> None:
     ok = table[table.status == "ok"]
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     b1 = np.linspace(min(beta1s) - 0.05, min(max(beta1s) + 0.02, 0.99), 100)
-    ax.plot(b1, mean_field_rms(b1), color="black", lw=1, label="mean field (zero signal)")
+    ax.plot(b1, mean_field_rms(b1), color=REFERENCE_COLOR, lw=1, label="mean field (zero signal)")
     sns.pointplot(data=ok, x="beta1", y="rms_hidden", hue="beta2", native_scale=True, ax=ax, linestyle="none",
-                  palette="deep", dodge=0.004, errorbar=("pi", 100))
-    ax.set_xlabel("β1")
-    ax.set_ylabel("steady-state update RMS")
+                  palette=sequential(sorted(ok.beta2.unique())), dodge=0.004, errorbar=("pi", 100))
+    ax.set_xlabel(axis_label("β1", DIMENSIONLESS))
+    ax.set_ylabel(axis_label("steady-state update RMS", DIMENSIONLESS))
     ax.legend(title="β2 (runs)", fontsize=8)
     ctx.save_figure(fig, "steady_rms", "Steady-state update RMS of the hidden matrices against β1, per β2 "
                     "(range over seeds), with the zero-signal mean field.")
@@ -435,31 +437,31 @@ def plot_size(ctx, sweep: pd.DataFrame, best: pd.DataFrame, fits: pd.DataFrame) 
     th = ctx.thresholds
     (lo, hi), (rlo, rhi) = th["reproduced_band"], th["refuted_band"]
     inits = sorted(sweep.parametrization.unique())
-    colors = dict(zip(inits, sns.color_palette("deep", len(inits))))
+    colors = {init: style(init).color for init in inits}
     fig, (ax_w, ax_lr) = plt.subplots(1, 2, figsize=(9.6, 3.6))
-    ax_w.axhspan(lo, hi, color="green", alpha=0.12, lw=0)
+    reference_band(ax_w, lo, hi)
     for y in (rlo, rhi):
-        ax_w.axhline(y, color="grey", ls="--", lw=0.8)
+        reference_line(ax_w, y, lw=0.8)
     for init in inits:
         b = best[best.parametrization == init]
-        ax_w.scatter(b.width, b.rms_hidden, color=colors[init], marker="o", label=f"{init} (best LR)",
+        ax_w.scatter(b.width, b.rms_hidden, color=colors[init], marker=style(init).marker, label=f"{init} (best LR)",
                      facecolors=[colors[init] if t else "none" for t in b.tuned])
         fit = fits.set_index("parametrization").loc[init] if init in set(fits.parametrization) else None
         if fit is not None and np.isfinite(fit.alpha):
             w = np.geomspace(b.width.min(), b.width.max(), 20)
             ax_w.plot(w, np.exp(fit.intercept) * w ** fit.alpha, color=colors[init], lw=1)
     ax_w.set_xscale("log", base=2)
-    ax_w.set_xlabel("width d_model")
-    ax_w.set_ylabel("steady-state update RMS (hidden)")
+    ax_w.set_xlabel(axis_label("width d_model", DIMENSIONS))
+    ax_w.set_ylabel(axis_label("steady-state update RMS, hidden", DIMENSIONLESS))
     ax_w.legend(fontsize=8)
     ok = sweep[np.isfinite(sweep.rms_hidden.astype(float))].assign(d=lambda f: f.width.astype(int).astype(str))
     widths = [str(w) for w in sorted(ok.width.astype(int).unique())]
-    sns.lineplot(data=ok, x="log2_lr", y="rms_hidden", hue="d", hue_order=widths, style="parametrization", marker="o",
-                 palette="viridis", ax=ax_lr)
+    sns.lineplot(data=ok, x="log2_lr", y="rms_hidden", hue="d", hue_order=widths, style="parametrization",
+                 markers=markers(sorted(ok.parametrization.unique())), palette=sequential(widths), ax=ax_lr)
     ax_lr.scatter(best.log2_lr, best.rms_hidden, color="black", marker="x", zorder=3, label="read at the best LR")
-    ax_lr.axhspan(lo, hi, color="green", alpha=0.12, lw=0)
-    ax_lr.set_xlabel("log2 peak LR")
-    ax_lr.set_ylabel("steady-state update RMS (hidden)")
+    reference_band(ax_lr, lo, hi)
+    ax_lr.set_xlabel(axis_label("peak learning rate", LOG2))
+    ax_lr.set_ylabel(axis_label("steady-state update RMS, hidden", DIMENSIONLESS))
     ax_lr.legend(fontsize=7)
     ctx.save_figure(fig, "size_rms", f"Left: steady-state update RMS of the hidden matrices at each width's best LR "
                     f"(final validation loss; open: best LR on the grid's edge, untuned), with the least-squares power "

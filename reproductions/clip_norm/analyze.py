@@ -22,7 +22,8 @@ from scipy import stats
 
 from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, run_fields, sub_claim
 from optclaims.parametrization import with_base_width
-from optclaims.plotting import plt, sns
+from optclaims.plotting import (BAND_ALPHA, BAND_COLOR, COLORS, DIMENSIONS, LAYERS, LOG2, NATS, NORM, REFERENCE_COLOR, STEPS,
+                                axis_label, plt, reference_band, reference_line, sequential, sns, style)
 from optclaims.settings import RUN_DEFAULTS
 
 ARMS = ("adam", "control")
@@ -453,17 +454,17 @@ def plot_norms(ctx, runs, best: pd.DataFrame, block: dict, th: dict) -> None:
                              constrained_layout=True)
     for ax, (arm, init) in zip(axes[0], panels):
         rows = best[(best.arm == arm) & (best.init == init)].sort_values(["depth", "width"])
-        for color, r in zip(sns.color_palette("rocket_r", len(rows)), rows.itertuples()):
+        for color, r in zip(sequential(range(len(rows))).values(), rows.itertuples()):
             if r.run_id in by_id:
                 m = by_id[r.run_id].metrics
                 ax.plot(m.step, m.grad_norm, color=color, lw=0.9, ls="-" if r.settled else ":",
                         label=f"d{r.width}×{r.depth}" + ("" if r.settled else " (not settled)"))
         ax.axvspan(th["settle_from"] * steps, th["late_from"] * steps, color="0.5", alpha=0.08)
-        ax.axvspan(th["late_from"] * steps, steps, color="tab:blue", alpha=0.08)
-        ax.axhline(th["tau"], color="0.4", ls="--", lw=1)
+        ax.axvspan(th["late_from"] * steps, steps, color=COLORS[9], alpha=0.08)
+        reference_line(ax, th["tau"])
         title = f"{init.upper()} Adam" if arm == "adam" else "SGD control"
-        ax.set(yscale="log", title=f"{title}, each size at its best LR", xlabel="step",
-               ylabel="pre-clip global norm" if ax is axes[0][0] else "")
+        ax.set(yscale="log", title=f"{title}, each size at its best LR", xlabel=axis_label("step", STEPS),
+               ylabel=axis_label("pre-clip global gradient norm", NORM) if ax is axes[0][0] else "")
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "norms", "Pre-clip global gradient norm (as clip_grad_norm_ computes it) at every step, each size "
                     f"at its own best LR, no clipping. Grey: the settling reference (after {th['settle_from']:.0%} of training), "
@@ -477,21 +478,23 @@ def plot_medians(ctx, sizes: pd.DataFrame, block: dict, th: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2), constrained_layout=True)
     for ax, (col, sub) in zip(axes, (("width", sizes[sizes.depth == base_depth]),
                                      ("depth", sizes[sizes.width == block["depths"]["width"]]))):
-        for color, (init, g) in zip(sns.color_palette(n_colors=2), sub.groupby("init")):
-            g = g.sort_values(col)
+        for init, g in sub.groupby("init"):
+            g, color = g.sort_values(col), style(init).color
             ax.errorbar(g[col], g.late_median, yerr=[g.late_median - g.late_p10, g.late_p90 - g.late_median],
-                        marker="o", capsize=3, color=color, label=init)
+                        marker=style(init).marker, capsize=3, color=color, label=init)
             open_ = g[~g.settled.astype(bool)]
-            ax.scatter(open_[col], open_.late_median, s=70, facecolors="white", edgecolors=color, zorder=3)
-        ax.axhspan(*th["median_band"], color="green", alpha=0.07)
-        ax.axhline(th["tau"], color="0.4", ls="--", lw=1)
-        ax.set(xscale="log", yscale="log", xlabel=col, ylabel="late-phase median norm (10–90%)")
+            ax.scatter(open_[col], open_.late_median, s=70, marker=style(init).marker, facecolors="white",
+                       edgecolors=color, zorder=3)
+        reference_band(ax, *th["median_band"])
+        reference_line(ax, th["tau"])
+        ax.set(xscale="log", yscale="log", xlabel=axis_label(col, DIMENSIONS if col == "width" else LAYERS),
+               ylabel=axis_label("late-phase median norm, 10–90%", NORM))
         ax.set_xticks(sorted(sub[col].unique()), [str(v) for v in sorted(sub[col].unique())])
         ax.minorticks_off()
         ax.legend(fontsize=7)
     lo, hi = th["median_band"]
     ctx.save_figure(fig, "medians", f"Median pre-clip norm over the late phase (after {th['late_from']:.0%} of training) "
-                    f"against width (left) and depth (right), with its 10–90% range; hollow: not settled; green band: "
+                    f"against width (left) and depth (right), with its 10–90% range; hollow: not settled; grey band: "
                     f"[{lo:g}, {hi:g}]; dashed: τ = {th['tau']:g}.")
     plt.close(fig)
 
@@ -510,12 +513,13 @@ def plot_taus(ctx, taus: pd.DataFrame, effects: pd.DataFrame, th: dict) -> None:
         d = taus[taus.arm == arm].copy()
         best = d.groupby(["width", "tau_label"]).final_val_loss.mean().groupby(level=0).min()
         d["above_best"] = d.final_val_loss - d.width.map(best)
-        sns.pointplot(data=d, x="tau_label", y="above_best", hue="width", order=order, errorbar=("pi", 100), dodge=0.2, ax=ax)
+        sns.pointplot(data=d, x="tau_label", y="above_best", hue="width", order=order, errorbar=("pi", 100), dodge=0.2,
+                      palette=sequential(sorted(d.width.unique())), ax=ax)
         hsd = effects.loc[effects.arm == arm, "hsd"]
         if len(hsd) and np.isfinite(hsd.iloc[0]):
             ax.axhline(hsd.iloc[0], color="0.3", ls="--", lw=1, label="HSD")
         ax.axhline(0, color="0.6", lw=0.8)
-        ax.set(xlabel="clip threshold τ", ylabel="final val loss − best τ's (nats/token)",
+        ax.set(xlabel=axis_label("clip threshold τ", NORM), ylabel=axis_label("final val loss − best τ's", NATS),
                title="AdamW" if arm == "adam" else "SGD control")
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "tau_sweep", "Final validation loss above the best τ's, against the clipping threshold τ at two "
@@ -529,17 +533,18 @@ def plot_lr_vs_params(ctx, best: pd.DataFrame, block: dict, th: dict, exponent: 
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     for init, g in sub.groupby("init"):
         g = g.sort_values("width")
-        ax.plot(np.log2(g.n_hidden.astype(float)), g.optimum_log2_lr, "o-", label=init)
+        ax.plot(np.log2(g.n_hidden.astype(float)), g.optimum_log2_lr, "-", **style(init).kwargs() | {"label": init})
     ref = sub[sub.init == "sp"]
     a, b = th["lr_exponent_band"]
     if len(ref) > 1:
         x = np.log2(ref.n_hidden.astype(float).to_numpy())
         x0, y0 = x.mean(), ref.optimum_log2_lr.mean()
         ends = np.array([x.min(), x.max()])
-        ax.plot(ends, y0 + (a + b) / 2 * (ends - x0), "k--", lw=1, label=f"∝ N^{(a + b) / 2:g} (Su)")
-        ax.fill_between(ends, y0 + a * (ends - x0), y0 + b * (ends - x0), color="k", alpha=0.07, label=f"band [{a:g}, {b:g}]")
+        ax.plot(ends, y0 + (a + b) / 2 * (ends - x0), "--", color=REFERENCE_COLOR, lw=1, label=f"∝ N^{(a + b) / 2:g} (Su)")
+        ax.fill_between(ends, y0 + a * (ends - x0), y0 + b * (ends - x0), color=BAND_COLOR, alpha=BAND_ALPHA, lw=0,
+                        label=f"band [{a:g}, {b:g}]")
     estimate, low, high = exponent
-    ax.set(xlabel="log2 hidden-matrix parameters N", ylabel="best log2 LR",
+    ax.set(xlabel=axis_label("hidden-matrix parameters N", f"{LOG2} of parameters"), ylabel=axis_label("best learning rate", LOG2),
            title=f"SP exponent {estimate:+.2f} [{low:+.2f}, {high:+.2f}]" if np.isfinite(estimate) else None)
     ax.legend(fontsize=7)
     ctx.save_figure(fig, "lr_vs_params", "Best Adam learning rate (interpolated) against the hidden-matrix parameter count "

@@ -21,7 +21,8 @@ import pandas as pd
 
 from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, sub_claim, tokens_of
 from optclaims.optim.schedules import total_decay
-from optclaims.plotting import plt, sns
+from optclaims.plotting import (LOG2, NATS, TIMES, TOKENS, axis_label, palette, plt, reference_band, reference_line,
+                                reference_lines, sns, style)
 
 SELECTION_STAGES = 3
 HYPERS = ("beta2", "weight_decay", "warmup_frac")  # what coordinate descent may tune besides the LR
@@ -446,7 +447,9 @@ def plot_lr_sweeps(ctx, df: pd.DataFrame, block: dict) -> None:
     sweep["log2 lr"] = np.log2(sweep.lr)
     sweep["val loss"] = sweep.final_val_loss.replace(np.inf, np.nan)
     grid = sns.relplot(data=sweep, x="log2 lr", y="val loss", hue="optimizer", style="settings", col="size", kind="line",
-                       marker="o", height=3.0, aspect=1.2, facet_kws={"sharey": False})
+                       palette=palette(sorted(sweep.optimizer.unique())), marker="o", height=3.0, aspect=1.2,
+                       facet_kws={"sharey": False})
+    grid.set_axis_labels(axis_label("learning rate", LOG2), axis_label("final val loss", NATS))
     ctx.save_figure(grid.figure, "lr_sweeps", "Final validation loss against log2 learning rate at the full budget, first "
                     "seed: the default settings (stage 1), the coordinate-descent alternatives at the best LR (stage 2) "
                     "and the tuned settings re-swept at every size (stage 3).")
@@ -456,17 +459,20 @@ def plot_lr_sweeps(ctx, df: pd.DataFrame, block: dict) -> None:
 def plot_budgets(ctx, df: pd.DataFrame, sizes: pd.DataFrame, tuned: dict) -> None:
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.4 * len(sizes), 3.4), squeeze=False)
     for ax, (_, s) in zip(axes[0], sizes.iterrows()):
-        for opt, color in zip(OPTIMIZERS, sns.color_palette(n_colors=2)):
+        for opt in OPTIMIZERS:
+            color = style(opt).color
             lr = s.get(f"{opt}_best_lr")
             if lr is None or not np.isfinite(lr):
                 continue
             curve = budget_curve(df, s["size"], opt, tuned[opt], lr)
             pts = budget_points(df, s["size"], opt, tuned[opt], lr)
             ax.scatter(pts.tokens, pts.final_val_loss.replace(np.inf, np.nan), color=color, s=14, alpha=0.6)
-            ax.plot(curve.tokens, curve.loss.replace(np.inf, np.nan), color=color, marker="o", label=f"{opt} (lr {lr:g})")
+            ax.plot(curve.tokens, curve.loss.replace(np.inf, np.nan), color=color, marker=style(opt).marker,
+                    label=f"{opt} (lr {lr:g})")
         if np.isfinite(s.get("adamw_loss", np.nan)):
-            ax.axhline(s.adamw_loss, color="0.4", ls=":", lw=1, label="AdamW at its full budget")
-        ax.set(xscale="log", title=s["size"], xlabel="training tokens", ylabel="final val loss (nats/token)")
+            reference_line(ax, s.adamw_loss, "AdamW at its full budget", index=1)
+        ax.set(xscale="log", title=s["size"], xlabel=axis_label("training budget", TOKENS),
+               ylabel=axis_label("final val loss", NATS))
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "budgets", "End-of-schedule validation loss against the token budget (each point a full schedule "
                     "of its own; dots: seeds, line: seed mean) at each optimizer's best LR with its tuned settings; the "
@@ -480,12 +486,11 @@ def plot_multiplier(ctx, sizes: pd.DataFrame, th: dict) -> None:
     if not ok.empty:
         err = np.nan_to_num(np.clip(np.array([ok.multiplier - ok.low, ok.high - ok.multiplier], float), 0, None))
         ax.errorbar(ok["size"], ok.multiplier, yerr=err, fmt="o", color="black", capsize=4, label="measured (95% interval)")
-    for (name, value), color in zip(th["published"].items(), sns.color_palette("colorblind", len(th["published"]))):
-        ax.axhline(value, color=color, ls="--", lw=1, label=name)
+    reference_lines(ax, th["published"])
     lo, hi = th["reproduced"]
-    ax.axhspan(lo, hi, color="green", alpha=0.08, label=f"'≈2×' band [{lo:g}, {hi:g}]")
+    reference_band(ax, lo, hi, f"'≈2×' band [{lo:g}, {hi:g}]")
     ax.axhline(th["floor"], color="0.5", lw=0.8, label=f"floor {th['floor']:g}")
-    ax.set(ylabel="token multiplier D_AdamW / D_Muon", xlabel="model size")
+    ax.set(ylabel=axis_label("token multiplier D_AdamW / D_Muon", TIMES), xlabel=axis_label("model size", "d_model"))
     ax.legend(fontsize=7, loc="best")
     ctx.save_figure(fig, "multiplier", "Muon's token multiplier over a tuned AdamW per model size (interpolated, 95% "
                     "parametric bootstrap), beside the published figures.")

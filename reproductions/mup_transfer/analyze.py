@@ -25,7 +25,8 @@ from scipy import stats
 from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, run_fields, sub_claim, tokens_of
 from optclaims.errors import ConfigError
 from optclaims.parametrization import with_base_width
-from optclaims.plotting import plt, sns
+from optclaims.plotting import (COLORS, DIMENSIONLESS, DIMENSIONS, LOG2, NATS, Style, axis_label, plt, sequential, sns,
+                                style)
 
 # ------------------------------------------------------------------ plan
 
@@ -453,13 +454,14 @@ def plot_coord(ctx, coord: pd.DataFrame, labels: dict) -> None:
     fig, axes = plt.subplots(len(variants), len(steps), figsize=(2.8 * len(steps), 2.4 * len(variants)),
                              squeeze=False, sharex=True, constrained_layout=True)
     layers = list(dict.fromkeys(coord.layer))
-    palette = dict(zip(layers, sns.color_palette("viridis", len(layers))))
+    palette = sequential(layers)
     for i, v in enumerate(variants):
         for j, t in enumerate(steps):
             ax = axes[i][j]
             g = coord[(coord.variant == v) & (coord.step == t) & (coord.l1 > 0)]
             sns.lineplot(data=g, x="width", y="l1", hue="layer", palette=palette, marker="o", ax=ax, legend=(i == 0 and j == len(steps) - 1))
-            ax.set(xscale="log", yscale="log", title=f"{labels[v]}, t = {t}", xlabel="width", ylabel="mean |x|" if j == 0 else "")
+            ax.set(xscale="log", yscale="log", title=f"{labels[v]}, t = {t}", xlabel=axis_label("width", DIMENSIONS),
+                   ylabel=axis_label("mean |x|", DIMENSIONLESS) if j == 0 else "")
             ax.set_xticks(widths, [str(w) for w in widths])
             ax.xaxis.set_minor_locator(NullLocator())
     if axes[0][-1].get_legend():
@@ -473,7 +475,7 @@ def plot_coord(ctx, coord: pd.DataFrame, labels: dict) -> None:
 def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict, first_seed: int) -> None:
     variants = list(dict.fromkeys(df.variant))
     fig, axes = plt.subplots(1, len(variants), figsize=(3.8 * len(variants), 3.2), squeeze=False, constrained_layout=True)
-    palette = dict(zip(sorted(df.width.unique()), sns.color_palette("rocket_r", df.width.nunique())))
+    palette = sequential(sorted(df.width.unique()))
     for ax, v in zip(axes[0], variants):
         d = df[df.variant == v].assign(loss=lambda x: x.final_val_loss.replace(np.inf, np.nan))
         first, extra = d[d.seed == first_seed], d[d.seed != first_seed]
@@ -485,7 +487,8 @@ def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict, first_
         finite = d.loss.dropna()
         if not finite.empty:  # diverged and unstable points would squash the curves: clip the view
             ax.set_ylim(finite.min() - 0.05, min(finite.max(), finite.min() + 1.5) + 0.05)
-        ax.set(title=labels[v], xlabel="log2 learning rate", ylabel="final val loss (nats/token)" if v == variants[0] else "")
+        ax.set(title=labels[v], xlabel=axis_label("learning rate", LOG2),
+               ylabel=axis_label("final val loss", NATS) if v == variants[0] else "")
     if axes[0][-1].get_legend():
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="width")
     ctx.save_figure(fig, "transfer", "Final validation loss against log2 learning rate, one curve per width (first seed, "
@@ -497,13 +500,15 @@ def plot_transfer(ctx, df: pd.DataFrame, opt: pd.DataFrame, labels: dict, first_
 def plot_optima(ctx, readings: pd.DataFrame, labels: dict, th: dict) -> None:
     fig, ax = plt.subplots(figsize=(5.4, 3.6))
     limit, (lo, hi) = th["transfer_max_shift"], th["moonlight_drift"]
-    for (v, r), color in zip(readings.groupby("variant", sort=False), sns.color_palette()):
+    for i, (v, r) in enumerate(readings.groupby("variant", sort=False)):
+        look = style(v, fallback=Style(labels[v], COLORS[i % len(COLORS)], "o"))
+        color = look.color
         r = r.dropna(subset=["optimum"])
         fit = least_squares(r)
         if r.empty:
             continue
         x = np.log2(r.width.to_numpy(float))
-        ax.scatter(x, r.optimum, color=color, s=18, label=labels[v])
+        ax.scatter(x, r.optimum, color=color, marker=look.marker, s=18, label=labels[v])
         if not np.isfinite(fit["drift"]):
             continue
         xs = np.linspace(x.min(), x.max(), 2)
@@ -516,7 +521,7 @@ def plot_optima(ctx, readings: pd.DataFrame, labels: dict, th: dict) -> None:
                             color=color, alpha=0.12, lw=0)
     widths = sorted(readings.width.unique())
     ax.set_xticks(np.log2(widths), [str(w) for w in widths])
-    ax.set(xlabel="width (log2 scale)", ylabel="optimal log2 LR")
+    ax.set(xlabel=axis_label("width", f"{DIMENSIONS}, log2 scale"), ylabel=axis_label("optimal learning rate", LOG2))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "optima", f"Optimal log2 learning rate of each seed against log2 width per variant, with the "

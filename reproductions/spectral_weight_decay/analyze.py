@@ -19,7 +19,7 @@ import pandas as pd
 from optclaims.analysis import measured, paired_difference, pooled_seed_sigma, sub_claim
 from optclaims.errors import ConfigError
 from optclaims.optim.schedules import total_decay
-from optclaims.plotting import plt, sns
+from optclaims.plotting import DIMENSIONLESS, NATS, STEPS, axis_label, plt, reference_band, reference_line, sns
 from optclaims.settings import RUN_DEFAULTS
 
 ARM_LABELS = {"adamw": "AdamW", "muon": "Muon"}
@@ -298,10 +298,10 @@ def plot_losses(ctx, df: pd.DataFrame, arms: dict, order: list[str]) -> None:
         num = arms[arm]["numbers"]
         ref_mean = means.get(h["reference"], math.nan)
         if num is not None and np.isfinite(ref_mean) and np.isfinite(num["margin"]):
-            ax.axhspan(ref_mean, ref_mean + num["margin"], color="C0", alpha=0.15, label="Frobenius mean + m")
+            reference_band(ax, ref_mean, ref_mean + num["margin"], "Frobenius mean + m")
         ax.set_xticks(range(len(order)), order, rotation=25, fontsize=7)
         ax.set(title=f"{ARM_LABELS.get(arm, arm)}: {arms[arm]['status'].replace('_', ' ')}", xlabel="",
-               ylabel="final val loss (nats/token)")
+               ylabel=axis_label("final val loss", NATS))
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "losses", f"Final validation loss per setting and arm; grey lines join the runs of one seed "
                     f"(the pairs compared), red: seed mean; shaded: from the Frobenius λ = {th['headline_lambda']:g} mean "
@@ -329,9 +329,9 @@ def plot_paired_differences(ctx, arms: dict) -> None:
         ax.errorbar(rows["mean"], y, xerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]], fmt="o", color="C0",
                     capsize=3)
         ax.axvline(0, color="0.3", lw=0.8)
-        ax.axvline(a["numbers"]["margin"], color="C3", lw=0.8, ls=":", label="margin m")
+        reference_line(ax, a["numbers"]["margin"], "margin m", axis="x", index=1, lw=0.8)
         ax.set_yticks(y, rows.comparison, fontsize=7)
-        ax.set(xlabel="paired difference of final val loss (nats)", title=ARM_LABELS.get(arm, arm))
+        ax.set(xlabel=axis_label("paired difference of final val loss", NATS), title=ARM_LABELS.get(arm, arm))
         ax.legend(fontsize=7)
     ctx.save_figure(fig, "paired_differences", f"Paired-by-seed differences of final validation loss with their "
                     f"{th['level']:.0%} Student-t intervals: the positive control, the headline Δ at "
@@ -349,7 +349,8 @@ def plot_spectra(ctx, traj: pd.DataFrame, order: list[str]) -> None:
             ax = axes[i][j]
             sns.lineplot(data=traj[traj.arm == arm], x="step", y=col, hue="setting", hue_order=order, errorbar=("pi", 100),
                          ax=ax, legend=(i == 0 and j == len(arms) - 1))
-            ax.set(ylabel=label, title=ARM_LABELS.get(arm, arm) if i == 0 else "")
+            ax.set(xlabel=axis_label("step", STEPS), ylabel=axis_label(label, DIMENSIONLESS),
+                   title=ARM_LABELS.get(arm, arm) if i == 0 else "")
     legend = axes[0][-1].get_legend()
     if legend:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=7)
@@ -365,6 +366,7 @@ def plot_per_matrix(ctx, frame: pd.DataFrame, order: list[str]) -> None:
         grid = sns.relplot(data=frame, x="step", y=col, hue="setting", hue_order=order, style="arm", col="matrix",
                            col_wrap=4, kind="line", errorbar=None, height=2.0, aspect=1.3, facet_kws={"sharey": False})
         grid.set_titles("{col_name}", size=7)
+        grid.set_axis_labels(axis_label("step", STEPS), axis_label(label, DIMENSIONLESS))
         ctx.save_figure(grid.figure, f"{col}_per_matrix", f"{label} of each hidden and readout matrix during training, "
                         "seed mean per setting (line style: optimizer arm).")
         plt.close(grid.figure)

@@ -74,7 +74,13 @@ class ClaimContext:
 
     def save_figure(self, fig, name: str, caption: str) -> None:
         """Save a matplotlib figure under figures/ as PNG (for the HTML report, listed with its caption
-        in the verdict) and as vector PDF beside it (for papers)."""
+        in the verdict) and as vector PDF beside it (for papers). A labelled axis must name its unit
+        (plotting.axis_label): the suite's figures are read across claims."""
+        from .plotting import missing_units
+
+        unlabelled = missing_units(fig)
+        if unlabelled:
+            raise ValueError(f"figure {name!r} of {self.claim}: axis label(s) without a unit: {', '.join(unlabelled)}")
         path = self.out_dir / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -157,6 +157,15 @@ def _regress(a):
           f"({result['n_failed']} of {result['n_checked']} checks failed) -> {md}")
 
 
+def _compare(a):
+    from .comparison.report import write_comparison
+
+    md, page, result = write_comparison(Path(a.a), Path(a.b), Path(a.out))
+    c = result["figure_counts"]
+    print(f"compare ({result['scale']}): {len(result['flips'])} verdict flip(s), {c['differ']} of {result['n_figures']} "
+          f"headline figures differ, {c['agree']} agree, {c['no interval']} without interval -> {page}\n{md}")
+
+
 def _regression_gate(a):
     """Exit 1 when the regression report says the check failed, naming every failed figure."""
     result = read_json(Path(a.report))
@@ -375,6 +384,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", required=True)
     c.add_argument("--out-dir", required=True)
     c.set_defaults(func=_regress)
+
+    c = sub.add_parser("compare", help="two results folders of one scale side by side (results/<scale> or "
+                       "results/reference/gpu): verdict flips, headline figures and their agreement, figures overlaid; "
+                       "writes compare.md, compare.html and figures/ (reports, never gates: exit 0)")
+    c.add_argument("a", help="side A: results/<scale>, or a reference folder such as results/reference/gpu")
+    c.add_argument("b", help="side B, of the same scale")
+    c.add_argument("--out", required=True, help="the folder to write compare.md, compare.html, compare.json, figures/")
+    c.set_defaults(func=_compare)
 
     c = sub.add_parser("regression-gate", help="exit 1 if a regression report failed (the nightly's exit status)")
     c.add_argument("report", help="regression/report.json")

@@ -32,7 +32,7 @@ REPRODUCTIONS = "reproductions"
 WORKFLOW_CONFIG = "workflows/config/config.yaml"
 REFERENCE_SCALE = "gpu"
 # Library paths (relative to src/optclaims) that cannot change what a run or an analysis computes.
-NOT_CLAIM_CODE = ("report/", "regression/", "reference/", "cli.py", "cost.py", "bench.py", "devices.py",
+NOT_CLAIM_CODE = ("report/", "regression/", "reference/", "comparison/", "cli.py", "cost.py", "bench.py", "devices.py",
                   "provenance.py", "atomic.py", "errors.py", "run_fields.py", "markdown_block.py", "claims_table.py")
 SKIPPED_PARTS = ("__pycache__",)
 

@@ -10,8 +10,10 @@ fingerprints is compared in its blessed regime."""
 
 from __future__ import annotations
 
-import math
-
+from ..comparison.agreement import delta as _delta
+from ..comparison.agreement import number as _number
+from ..comparison.agreement import paired
+from ..comparison.agreement import within as _within
 from .fingerprint import FIELDS, differences
 
 PASS, FAIL, NEW = "pass", "fail", "new"
@@ -43,29 +45,22 @@ def _tolerance(entry: dict, key: str, regime_name: str) -> float:
 
 
 def _row(kind, claim, name, baseline, current, verdict, tolerance=None, note=""):
-    delta = current - baseline if _number(baseline) and _number(current) else None
+    """One side-by-side row (the shape comparison/document.row_table renders): baseline and current."""
     return {"kind": kind, "claim": claim, "name": name, "baseline": baseline, "current": current,
-            "tolerance": tolerance, "delta": delta, "verdict": verdict, "note": note}
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _within(baseline, current, tol) -> bool:
-    if not (_number(baseline) and _number(current)):
-        return baseline == current  # None (e.g. an unbounded multiplier) or text: must stay as it was
-    return math.isfinite(current) and abs(current - baseline) <= tol
+            "tolerance": tolerance, "delta": _delta(baseline, current), "verdict": verdict, "note": note}
 
 
 def _status_rows(kind, claim, base: dict, cur: dict) -> list[dict]:
+    """Statuses paired by name (comparison/agreement.paired): a changed one fails, a new one is noted.
+    (A figure, None e.g. for an unbounded multiplier, or text must stay as it was: agreement.within.)"""
     rows = []
-    for name, b in base.items():
-        c = cur.get(name)
+    for name, b, c in paired(base, cur):
+        if b is None:
+            rows.append(_row(kind, claim, name, None, c, NEW, note="not in the baseline"))
+            continue
         verdict = PASS if c == b else FAIL
         note = "missing from the results" if c is None else ("status flipped" if verdict == FAIL else "")
         rows.append(_row(kind, claim, name, b, c, verdict, note=note))
-    rows += [_row(kind, claim, name, None, c, NEW, note="not in the baseline") for name, c in cur.items() if name not in base]
     return rows
 
 

@@ -1,5 +1,7 @@
-"""The regression report (report.md, report.json) and the history of the figures: every check
-leaves one entry in ``regression/history/``, and the report tabulates the latest of them."""
+"""The regression report (report.md, report.html, report.json) and the history of the figures: every
+check leaves one entry in ``regression/history/``, and the report tabulates the latest of them. The
+report is the side-by-side document `optclaims compare` renders (comparison/document.py): baseline
+and current in the columns where a comparison has A and B."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..atomic import read_json, write_json, write_text
-from ..report.build import fmt_num
+from ..comparison.document import Bullets, Document, Heading, Paragraph, Table, html_page, markdown, row_table
 from .compare import STATISTICAL, detectable
 from .fingerprint import FIELDS
 
@@ -47,17 +49,6 @@ def load_history(history_dir: Path) -> list[dict]:
     return sorted(entries, key=lambda e: e.get("measured_at") or "")
 
 
-def _cell(x) -> str:
-    if x is None:
-        return "—"
-    return fmt_num(x, 7) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x).replace("|", "\\|")
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-
-
 def _tolerance_line(rule: dict, statistical: bool) -> str:
     if rule["deterministic"] and not statistical:
         return ("bit-reproducible runs, float-summation noise only "
@@ -67,7 +58,7 @@ def _tolerance_line(rule: dict, statistical: bool) -> str:
             f"max({rule['figure_rtol']:g}·|baseline|, {rule['figure_atol']:g})")
 
 
-def _fingerprint_lines(result: dict) -> list[str]:
+def _fingerprint_blocks(result: dict) -> list:
     fps, regime = result.get("fingerprints") or {}, result.get("regime") or {}
     base, cur = fps.get("baseline"), fps.get("current")
     if base is None and cur is None:
@@ -76,7 +67,8 @@ def _fingerprint_lines(result: dict) -> list[str]:
     fields = [*FIELDS, *sorted((set(base or {}) | set(cur or {})) - set(FIELDS))]
     rows = [[FIELDS.get(f, f), (base or {}).get(f), (cur or {}).get(f), "differs" if f in differs else ""]
             for f in fields]
-    return ["## Environment fingerprints", "", *_table(["field", "baseline", "current", ""], rows), ""]
+    return [Heading("Environment fingerprints"),
+            Table(["field", "baseline", "current", ""], rows, ["differ" if f in differs else None for f in fields])]
 
 
 def _power_line(result: dict) -> list[str]:
@@ -85,60 +77,82 @@ def _power_line(result: dict) -> list[str]:
         return []
     rel = [r for _, r in caught]
     n = sum(r < 0.01 for r in rel)
-    return [f"- Power: the smallest reference-run loss change this check flags is {min(rel):.2%}–{max(rel):.2%} of "
+    return [f"Power: the smallest reference-run loss change this check flags is {min(rel):.2%}–{max(rel):.2%} of "
             f"the loss; a 1% change is caught on {n} of {len(rel)} reference runs"
             + ("" if n == len(rel) else
                " (on the others the seed spread is wider than 1%: " +
                ", ".join(k for k, r in caught if r >= 0.01) + ")")]
 
 
-def render_markdown(result: dict, history: list[dict]) -> str:
+# The side-by-side columns of every check (comparison/document.row_table), as the compare report has its own.
+COLUMNS = [("kind", "kind"), ("claim", "claim"), ("name", "name"), ("baseline", "baseline"), ("current", "current"),
+           ("tolerance", "tolerance"), ("Δ", "delta"), ("verdict", "verdict"), ("note", "note")]
+
+
+def _mark(row: dict) -> str:
+    return "flipped" if row["verdict"] == "pass" and row["note"].startswith("status flipped") else row["verdict"]
+
+
+def document(result: dict, history: list[dict]) -> Document:
+    """The regression report, in the side-by-side document the compare report is rendered from."""
     b, cur, rule = result["baseline"], result["current"], result["tolerance"]
     regime = result.get("regime") or {"name": "blessed", "why": "", "differs": []}
     statistical = regime["name"] == STATISTICAL
     verdict = "PASSED" if result["passed"] else f"FAILED ({result['n_failed']} of {result['n_checked']} checks)"
-    lines = [f"# Regression check, {result['scale']} scale: {verdict}", "",
-             f"- Regime: **{regime['name']}** tolerances" + (f": {regime['why']}" if regime["why"] else ""),
-             f"- Baseline: blessed {b['at']} by {b['by']} at commit `{(b['git_commit'] or '?')[:12]}`, because: {b['reason']}",
-             f"- Current: measured {cur['measured_at']} at commit `{(cur['git_commit'] or '?')[:12]}`, "
-             f"torch {(cur['versions'] or {}).get('torch', '?')}",
-             "- Tolerances: " + _tolerance_line(rule, statistical),
-             *_power_line(result),
-             "- A status that flips, a figure outside its tolerance, or anything in the baseline missing from "
-             "the results fails the check" + ("; in this regime a status may flip only where a figure of its "
-                                              "claim moved beyond its spread." if statistical else "."),
-             "", *_fingerprint_lines(result)]
-    header = ["kind", "claim", "name", "baseline", "current", "tolerance", "Δ", "verdict", "note"]
-    as_list = [[r["kind"], r["claim"], r["name"], r["baseline"], r["current"], r["tolerance"], r["delta"],
-                r["verdict"], r["note"]] for r in result["rows"]]
-    failed = [row for row, r in zip(as_list, result["rows"]) if r["verdict"] == "fail"]
+    doc = Document(f"Regression check, {result['scale']} scale: {verdict}")
+    doc.add(Bullets([
+        f"Regime: **{regime['name']}** tolerances" + (f": {regime['why']}" if regime["why"] else ""),
+        f"Baseline: blessed {b['at']} by {b['by']} at commit `{(b['git_commit'] or '?')[:12]}`, because: {b['reason']}",
+        f"Current: measured {cur['measured_at']} at commit `{(cur['git_commit'] or '?')[:12]}`, "
+        f"torch {(cur['versions'] or {}).get('torch', '?')}",
+        "Tolerances: " + _tolerance_line(rule, statistical),
+        *_power_line(result),
+        "A status that flips, a figure outside its tolerance, or anything in the baseline missing from "
+        "the results fails the check" + ("; in this regime a status may flip only where a figure of its "
+                                         "claim moved beyond its spread." if statistical else "."),
+    ]))
+    doc.add(*_fingerprint_blocks(result))
+    rows = result["rows"]
+    failed = [r for r in rows if r["verdict"] == "fail"]
     if failed:
-        lines += ["## Failures", "", *_table(header, failed), ""]
-    flipped = [row for row, r in zip(as_list, result["rows"]) if r["verdict"] == "pass" and r["note"].startswith("status flipped")]
+        doc.add(Heading("Failures"), row_table(failed, COLUMNS, _mark))
+    flipped = [r for r in rows if _mark(r) == "flipped"]
     if flipped:
-        lines += ["## Flips within the spread", "", "Passed: every figure of the claim stayed inside its tolerance.", "",
-                  *_table(header, flipped), ""]
-    lines += ["## Every check", "", *_table(header, as_list), ""]
+        doc.add(Heading("Flips within the spread"),
+                Paragraph("Passed: every figure of the claim stayed inside its tolerance."),
+                row_table(flipped, COLUMNS, _mark))
+    doc.add(Heading("Every check"), row_table(rows, COLUMNS, _mark))
 
     recent = history[-HISTORY_COLUMNS:]
-    lines += ["## History", "",
-              f"The figures over the last {len(recent)} of {len(history)} checks found in `regression/history/`."
-              if history else "No earlier checks found.", ""]
+    doc.add(Heading("History"),
+            Paragraph(f"The figures over the last {len(recent)} of {len(history)} checks found in `regression/history/`."
+                      if history else "No earlier checks found."))
     if recent:
         columns = [f"{e['measured_at'][:16]} `{(e.get('git_commit') or '?')[:7]}`" + ("" if e.get("passed") else " ✗")
                    for e in recent]
-        keys = [row_key(r) for r in result["rows"]]
-        baseline_of = {row_key(r): r["baseline"] for r in result["rows"]}
-        lines += _table(["figure", "baseline", *columns],
-                        [[k, baseline_of[k], *(e["values"].get(k) for e in recent)] for k in keys])
-    return "\n".join(lines) + "\n"
+        keys = [row_key(r) for r in rows]
+        baseline_of = {row_key(r): r["baseline"] for r in rows}
+        doc.add(Table(["figure", "baseline", *columns],
+                      [[k, baseline_of[k], *(e["values"].get(k) for e in recent)] for k in keys]))
+    return doc
+
+
+def render_markdown(result: dict, history: list[dict]) -> str:
+    return markdown(document(result, history))
+
+
+def render_html(result: dict, history: list[dict]) -> str:
+    return html_page(document(result, history))
 
 
 def write_report(result: dict, out_dir: Path) -> Path:
-    """report.json and report.md in ``out_dir``, after adding this check to ``out_dir/history``."""
+    """report.json, report.md and report.html (self-contained) in ``out_dir``, after adding this check
+    to ``out_dir/history``."""
     out_dir = Path(out_dir)
     record(result, out_dir / "history")
     write_json(out_dir / "report.json", result)
+    doc = document(result, load_history(out_dir / "history"))
     md = out_dir / "report.md"
-    write_text(md, render_markdown(result, load_history(out_dir / "history")))
+    write_text(md, markdown(doc))
+    write_text(out_dir / "report.html", html_page(doc))
     return md
