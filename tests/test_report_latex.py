@@ -104,6 +104,7 @@ def build(scale_dir: Path) -> Path:
 def table_rows(tex: str) -> list[str]:
     """The body rows of a booktabs table: between \\midrule and \\bottomrule, split at \\\\."""
     body = tex.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0]
+    body = body.replace("\\addlinespace", "")
     return [" ".join(row.split()) for row in body.split("\\\\") if row.strip()]
 
 
