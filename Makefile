@@ -1,5 +1,8 @@
 # make report : create .venv, install, run the smoke-scale suite, print the report's path
 # make test   : create .venv if missing, run the tests
+# make report-pdf : results/$(SCALE)/report/report.pdf from the LaTeX report beside index.html (latexmk,
+#               or pdflatex + bibtex; on Debian: apt-get install --no-install-recommends texlive-latex-base
+#               texlive-latex-recommended texlive-fonts-recommended latexmk)
 # make nightly: rerun the whole suite from scratch (runs and populations removed, every other
 #               stage forced) and check it against
 #               results/baselines/$(SCALE).json; exits non-zero on a flipped status or a figure
@@ -33,7 +36,7 @@ comma   := ,
 empty   :=
 space   := $(empty) $(empty)
 
-.PHONY: report test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference compare
+.PHONY: report report-pdf test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference compare
 
 # torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
 # requirement that names torch is then already satisfied, so no CUDA build is pulled in.
@@ -48,6 +51,9 @@ install: $(STAMP)
 report: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --config scale=$(SCALE)
 	@echo "report: $(CURDIR)/results/$(SCALE)/report/index.html"
+
+report-pdf: $(STAMP)
+	$(BIN)/optclaims report-pdf --scale-dir results/$(SCALE)
 
 # A finished run is never retrained in place (its population skips it), so from scratch means without them.
 nightly: $(STAMP)

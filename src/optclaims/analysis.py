@@ -98,13 +98,21 @@ class ClaimContext:
         for s in sub_claims:
             if s["status"] not in STATUSES:
                 raise ValueError(f"sub-claim {s['name']!r}: status {s['status']!r} is not one of {STATUSES}")
-        return {
+        out = {
             "claim": self.claim, "title": self.spec["title"], "source": self.spec["source"], "scale": self.scale,
             "evidential": self.evidential, "status": status, "expected": self.spec["expected"],
             "measured": measured, "criteria": self.criteria, "sub_claims": list(sub_claims),
             "summary": summary, "notes": list(notes), "regime": regime(self.runs), "figures": self.figures,
             "runs": [r.run_id for r in self.runs],
         }
+        # claim.yaml's short title, sources (keys of reproductions/sources.yaml) and headline, for the report
+        if "short_title" in self.spec:
+            out["short_title"] = self.spec["short_title"]
+        if "sources" in self.spec:
+            out["sources"] = [dict(s) for s in self.spec["sources"]]
+        if "headline" in self.spec:
+            out["headline"] = headline(self.spec, self.scale)
+        return out
 
 
 THRESHOLD_FIELD = re.compile(r"\{([A-Za-z_]\w*)((?:\[\d+\])*)(?::([^{}]*))?\}")
@@ -132,6 +140,33 @@ def fill_thresholds(text: str, th: dict) -> str:
         return format(value, fmt if fmt is not None else ("g" if isinstance(value, float) else ""))
 
     return THRESHOLD_FIELD.sub(fill, text)
+
+
+def published_value(spec: dict) -> float | None:
+    """The number of claim.yaml's headline.published: its ``value``, or the threshold its ``threshold``
+    path leads to (keys and indices, so a number the criteria already use is written once); None
+    where the source gives no number."""
+    published = spec["headline"]["published"]
+    if "value" in published:
+        return float(published["value"])
+    if "threshold" not in published:
+        return None
+    value = spec.get("thresholds", {})
+    for step in published["threshold"]:
+        value = value[step]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{published['threshold']} leads to {value!r}, not a number")
+    return float(value)
+
+
+def headline(spec: dict, scale: str) -> dict:
+    """The verdict's headline: which of its measured figures the verdict table shows (claim.yaml's
+    headline.measured, per scale where it names a size) and the published value beside it."""
+    h = spec["headline"]
+    key = h["measured"] if isinstance(h["measured"], str) else h["measured"][scale]
+    published = {k: v for k, v in h["published"].items() if k != "threshold"}
+    published["value"] = published_value(spec)
+    return {"measured": key, "published": published}
 
 
 def sub_claim(name: str, status: str, expected: str, measured: str, criterion: str) -> dict:

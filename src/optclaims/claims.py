@@ -28,6 +28,7 @@ from .runs import make_run_config, schema_error_message
 DEFAULT_REPRO_DIR = Path("reproductions")
 CLAIM_FILE = "claim.yaml"
 THRESHOLDS_SCHEMA = "thresholds.schema.yaml"
+SOURCES = "sources.yaml"  # the bibliography: every source a claim cites, defined once
 
 
 def list_claims(repro_dir: Path = DEFAULT_REPRO_DIR) -> list[str]:
@@ -65,7 +66,48 @@ def load_claim(claim: str, repro_dir: Path = DEFAULT_REPRO_DIR) -> dict:
         raise ConfigError(f"{path}: claim = {spec['claim']!r} does not match its folder name {claim!r}")
     _check_thresholds(spec, path.parent / THRESHOLDS_SCHEMA)
     _check_criteria(spec, path)
+    _check_sources(spec, path, load_sources(Path(repro_dir) / SOURCES))
+    _check_headline(spec, path)
     return spec
+
+
+def load_sources(path: Path = DEFAULT_REPRO_DIR / SOURCES) -> dict[str, dict]:
+    """reproductions/sources.yaml, validated: {key: bibliography entry}, in file order."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no {path}: the bibliography every claim's sources name")
+    entries = yaml.safe_load(path.read_text(encoding="utf-8"))
+    schema = json.loads(resources.files("optclaims").joinpath("schemas/sources.schema.json").read_text())
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(entries))
+    if err is not None:
+        raise ConfigError(schema_error_message(err, str(path)))
+    keys = [e["key"] for e in entries]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ConfigError(f"{path}: the keys {', '.join(twice)} are defined more than once")
+    return {e["key"]: e for e in entries}
+
+
+def _check_sources(spec: dict, path: Path, bibliography: dict[str, dict]) -> None:
+    """Every source the claim names is in the bibliography, and the published value cites one of them."""
+    keys = [s["key"] for s in spec["sources"]]
+    unknown = [k for k in keys if k not in bibliography]
+    if unknown:
+        raise ConfigError(f"{path}: sources name {', '.join(unknown)}, not in {SOURCES} "
+                          f"(known: {', '.join(bibliography)})")
+    cited = spec["headline"]["published"]["source"]
+    if cited not in keys:
+        raise ConfigError(f"{path}: headline.published.source = {cited!r} is not one of the claim's sources ({', '.join(keys)})")
+
+
+def _check_headline(spec: dict, path: Path) -> None:
+    """The published value's threshold path leads to a number (the number the criteria use)."""
+    from .analysis import published_value
+
+    try:
+        published_value(spec)
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: headline.published.threshold: {e}") from None
 
 
 def _check_criteria(spec: dict, path: Path) -> None:

@@ -112,8 +112,15 @@ def _select(a):
 def _report(a):
     from .report import build_report
 
-    html, _ = build_report(Path(a.scale_dir), Path(a.out) if a.out else None)
+    html, _ = build_report(Path(a.scale_dir), Path(a.out) if a.out else None, Path(a.sources))
     print(html)
+
+
+def _report_pdf(a):
+    from .report.latex import build_pdf
+
+    report_dir = Path(a.report_dir) if a.report_dir else Path(a.scale_dir) / "report"
+    print(build_pdf(report_dir))
 
 
 def _plan(a):
@@ -364,10 +371,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     c.set_defaults(func=_select)
 
-    c = sub.add_parser("report", help="build the report of one scale")
+    c = sub.add_parser("report", help="build the report of one scale (HTML, Markdown and LaTeX)")
     c.add_argument("--scale-dir", required=True)
     c.add_argument("--out")
+    c.add_argument("--sources", default="reproductions/sources.yaml", help="the bibliography the claims cite")
     c.set_defaults(func=_report)
+
+    c = sub.add_parser("report-pdf", help="report.pdf from a report's report.tex (latexmk, or pdflatex and bibtex)")
+    where = c.add_mutually_exclusive_group(required=True)
+    where.add_argument("--scale-dir", help="results/<scale>: builds results/<scale>/report/report.pdf")
+    where.add_argument("--report-dir", help="a report folder holding report.tex")
+    c.set_defaults(func=_report_pdf)
 
     c = sub.add_parser("regression-figures", help="what a nightly compares: statuses, figures, reference-run losses")
     c.add_argument("--scale", required=True)

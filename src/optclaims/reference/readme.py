@@ -1,8 +1,9 @@
 """The README's table of gpu reference verdicts, written between two marker lines by
 ``optclaims readme-table`` from ``results/reference/gpu``: per claim its verdict (linked to its
-section of the reference report), its headline figure (the first of its verdict's ``measured``),
-its regime and where and when the reference was made, a stale mark where the claim's code
-changed since, or "no gpu reference yet". ``out_of_sync`` is what the test and ``--check`` use."""
+section of the reference report), its headline figure (the one its claim.yaml names, else the
+first of its verdict's ``measured``), its regime and where and when the reference was made, a
+stale mark where the claim's code changed since, or "no gpu reference yet". ``out_of_sync`` is
+what the test and ``--check`` use."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 from ..atomic import read_json
 from ..markdown_block import Block
-from ..report.build import (STATUS_LABELS, escape_markdown, fmt_measured, fmt_regime, load_verdict,
-                            render_markdown)
+from ..report.build import (STATUS_LABELS, escape_markdown, fmt_measured, fmt_regime, headline_of,
+                            load_verdict, render_markdown)
 from . import layout
 from .claim_code import known_claims
 from .report import claim_staleness, collect_reference, report_dir
@@ -23,10 +24,12 @@ NO_REFERENCE = "no gpu reference yet"
 
 
 def headline(verdict: dict) -> str:
+    """The figure claim.yaml's headline names (report.build.headline_of), or the first measured."""
     measured = verdict.get("measured")
-    if isinstance(measured, dict) and measured and "value" not in measured:
-        name, m = next(iter(measured.items()))
-        return f"{name}: {fmt_measured(m)}"
+    named = headline_of(verdict)
+    if named is not None:
+        name, m = named
+        return f"{name}: {fmt_measured(m) if m is not None else 'not measured'}"
     return fmt_measured(measured) if measured not in (None, {}) else "—"
 
 

@@ -1,10 +1,12 @@
-"""Turn one scale's results into a paper-style report: `index.html` (self-contained) + `report.md`.
+"""Turn one scale's results into a paper-style report: `index.html` (self-contained) + `report.md`,
+and its LaTeX twin (report.tex, references.bib, tables/, figures/: report/latex.py).
 
 `collect(scale_dir)` reads everything the report shows into plain dicts and lists;
 `build_report` renders that through the jinja2 templates beside this module.
 Inputs (all under `results/<scale>/`): claims/*/verdict.json, table.csv, figures/;
 runs/*/summary.json, config.json; data/*/corpus/manifest.json, tokens/shards.json;
-benchmarks/<rule>/**/*.tsv (Snakemake `benchmark:` files); provenance.json (optional).
+benchmarks/<rule>/**/*.tsv (Snakemake `benchmark:` files); provenance.json (optional); and the
+bibliography the verdicts' sources name, reproductions/sources.yaml.
 """
 
 from __future__ import annotations
@@ -78,22 +80,32 @@ def fmt_measured(m) -> str:
     return fmt_num(m)
 
 
-def fmt_regime(regime: dict | None) -> str:
-    """"0.12M–1.1M non-embedding params · 2.5–8.1 tokens/param · 2 seeds · corpus pycode-…": the
-    regime a verdict speaks for (analysis.regime), in one line; "" for a verdict without one."""
+def regime_parts(regime: dict | None) -> dict | None:
+    """The regime a verdict speaks for (analysis.regime) as display text: {"params": "0.12M–1.1M",
+    "tokens_per_param": "2.5–8.1", "seeds": "2 seeds", "corpus": ... or None}; None without one."""
     if not regime:
-        return ""
+        return None
     def span(v, fmt):
         if not v:
             return "?"
         lo, hi = fmt(v["min"]), fmt(v["max"])
         return lo if lo == hi else f"{lo}–{hi}"
     millions = lambda x: f"{x / 1e6:.3g}M"  # noqa: E731
-    parts = [f"{span(regime.get('non_embedding_params'), millions)} non-embedding params",
-             f"{span(regime.get('tokens_per_param'), lambda x: f'{x:.3g}')} tokens/param",
-             f"{regime.get('seeds', '?')} seed{'s' if regime.get('seeds') != 1 else ''}"]
-    if regime.get("corpus"):
-        parts.append(f"corpus {regime['corpus']}")
+    return {"params": span(regime.get("non_embedding_params"), millions),
+            "tokens_per_param": span(regime.get("tokens_per_param"), lambda x: f"{x:.3g}"),
+            "seeds": f"{regime.get('seeds', '?')} seed{'s' if regime.get('seeds') != 1 else ''}",
+            "corpus": regime.get("corpus") or None}
+
+
+def fmt_regime(regime: dict | None) -> str:
+    """"0.12M–1.1M non-embedding params · 2.5–8.1 tokens/param · 2 seeds · corpus pycode-…": the
+    regime a verdict speaks for (analysis.regime), in one line; "" for a verdict without one."""
+    r = regime_parts(regime)
+    if r is None:
+        return ""
+    parts = [f"{r['params']} non-embedding params", f"{r['tokens_per_param']} tokens/param", r["seeds"]]
+    if r["corpus"]:
+        parts.append(f"corpus {r['corpus']}")
     return " · ".join(parts)
 
 
@@ -136,7 +148,7 @@ def load_verdict(path: Path) -> dict:
         raise ValueError(f"{path}: key 'status' is {v['status']!r}, not one of {list(STATUS_LABELS)}")
     if not isinstance(v["evidential"], bool):
         raise ValueError(f"{path}: key 'evidential' must be true or false")
-    for key in ("criteria", "runs", "figures", "sub_claims", "notes"):
+    for key in ("criteria", "runs", "figures", "sub_claims", "notes", "sources"):
         if v.get(key) is not None and not isinstance(v[key], list):
             raise ValueError(f"{path}: key '{key}' must be a list")
     for i, fig in enumerate(v.get("figures") or []):
@@ -145,6 +157,8 @@ def load_verdict(path: Path) -> dict:
     for i, sub in enumerate(v.get("sub_claims") or []):
         if not isinstance(sub, dict) or "name" not in sub or "status" not in sub:
             raise ValueError(f"{path}: key 'sub_claims[{i}]' needs 'name' and 'status'")
+    if v.get("headline") is not None and not (isinstance(v["headline"], dict) and v["headline"].get("measured")):
+        raise ValueError(f"{path}: key 'headline.measured' is missing")
     return v
 
 
@@ -155,12 +169,50 @@ def _measured_rows(measured) -> list[dict]:
     rows = []
     for name, m in measured.items():
         row = {"name": name, "text": fmt_measured(m), "value": m,
-               "low": None, "high": None, "unit": None}
+               "low": None, "high": None, "unit": None, "interval": None}
         if isinstance(m, dict) and "value" in m:
-            row.update(value=m["value"], low=m.get("low"), high=m.get("high"),
-                       unit=m.get("unit"), text=fmt_measured({**m, "unit": None}))
+            row.update(value=m["value"], low=m.get("low"), high=m.get("high"), unit=m.get("unit"),
+                       interval=m.get("interval"), text=fmt_measured({**m, "unit": None}))
         rows.append(row)
     return rows
+
+
+def headline_of(v: dict) -> tuple[str, object] | None:
+    """(name, measured figure) of a verdict's headline: the figure claim.yaml's headline names (None
+    when it was not measured), or, for a verdict without one, its first measured figure."""
+    measured = v.get("measured")
+    h = v.get("headline")
+    if isinstance(h, dict) and h.get("measured"):
+        return h["measured"], measured.get(h["measured"]) if isinstance(measured, dict) else None
+    if isinstance(measured, dict) and measured and "value" not in measured:
+        return next(iter(measured.items()))
+    return None
+
+
+def fmt_published(p: dict | None) -> str:
+    """"≈ 0.229", "≤ 1", "≈ 1.927 ×" or "—" (the source gives no number): a headline's published value."""
+    if not p or p.get("value") is None:
+        return "—"
+    text = f"{p.get('relation', '')} {fmt_num(p['value'])}".strip()
+    return text + (f" {p['unit']}" if p.get("unit") else "")
+
+
+def _headline(v: dict, warnings: list[str]) -> dict | None:
+    """The verdict table's figure: claim.yaml's headline (the measured figure it names, the
+    published value beside it); None for a verdict made without one."""
+    h = v.get("headline")
+    if not isinstance(h, dict):
+        return None
+    name, m = headline_of(v)
+    if m is None:
+        warnings.append(f"claim {v['claim']}: its headline figure {name!r} is not among its measured figures")
+    row = {"name": name, "value": None, "low": None, "high": None, "unit": None, "interval": None,
+           "text": "not measured" if m is None else fmt_measured(m)}
+    if isinstance(m, dict) and "value" in m:
+        row.update(value=m["value"], low=m.get("low"), high=m.get("high"), unit=m.get("unit"),
+                   interval=m.get("interval"), text=fmt_measured({**m, "unit": None, "interval": None}))
+    published = dict(h.get("published") or {})
+    return {**row, "published": {**published, "text": fmt_published(published)}}
 
 
 def read_table(path: Path, max_rows: int = MAX_TABLE_ROWS) -> dict | None:
@@ -198,6 +250,10 @@ def collect_claims(verdict_paths, warnings: list[str]) -> list[dict]:
                 for s in v.get("sub_claims") or []]
         claims.append({
             **v,
+            "short_title": v.get("short_title") or v["title"],
+            "headline": _headline(v, warnings),
+            "sources": [s for s in v.get("sources") or [] if isinstance(s, dict) and s.get("key")],
+            "regime_parts": regime_parts(v.get("regime")),
             "summary": v.get("summary", ""),
             "expected": fmt_measured(v["expected"]),
             "measured": _measured_rows(v["measured"]),
@@ -349,8 +405,9 @@ def _banner(scale: str, claims: list[dict]) -> str | None:
             "(marked “no” below): read those as plumbing checks only.")
 
 
-def collect(scale_dir: Path | str) -> dict:
-    """Everything the report shows, read from one results/<scale> folder."""
+def collect(scale_dir: Path | str, sources: Path | str | None = None) -> dict:
+    """Everything the report shows, read from one results/<scale> folder (and the bibliography,
+    default reproductions/sources.yaml)."""
     scale_dir = Path(scale_dir)
     warnings: list[str] = []
     claims = collect_claims(sorted((scale_dir / "claims").glob("*/verdict.json")), warnings)
@@ -360,13 +417,64 @@ def collect(scale_dir: Path | str) -> dict:
     prov = _read_json(prov_path) if prov_path.is_file() else {}
     scale = prov.get("scale") or next((c["scale"] for c in claims), None) or scale_dir.name
     return assemble(scale_dir, scale, claims, runs, collect_data(subdirs(scale_dir / "data")), stages, prov,
-                    warnings)
+                    warnings, sources=Path(sources) if sources is not None else None)
+
+
+def cite_label(entry: dict) -> str:
+    """"Su 2025", "Yang and Simon 2023", "Liu et al. 2025": a source in words, as natbib cites it."""
+    family = [a.split()[-1] for a in entry["authors"] if a != "others"]
+    if len(family) == 2 and "others" not in entry["authors"]:
+        names = f"{family[0]} and {family[1]}"
+    else:
+        names = family[0] + (" et al." if len(entry["authors"]) > 1 else "")
+    return f"{names} {entry['year']}"
+
+
+def source_link(entry: dict) -> str:
+    return f"https://arxiv.org/abs/{entry['eprint']}" if entry.get("eprint") else entry.get("url", "")
+
+
+def collect_bibliography(claims: list[dict], warnings: list[str], path: Path | None = None) -> dict:
+    """{key: entry} of reproductions/sources.yaml for every source the claims cite, in order of first
+    citation; each claim's sources get their label and link. A key the bibliography lacks (a verdict
+    older than it) is dropped with a warning."""
+    from ..claims import DEFAULT_REPRO_DIR, SOURCES, load_sources
+
+    path = Path(path) if path is not None else DEFAULT_REPRO_DIR / SOURCES
+    cited = [s["key"] for c in claims for s in c["sources"]]
+    if not cited:
+        return {}
+    known = load_sources(path) if path.is_file() else {}
+    if not known:
+        warnings.append(f"no bibliography at {path}: the claims' sources are left out")
+    bibliography = {}
+    for c in claims:
+        kept = []
+        for s in c["sources"]:
+            if s["key"] not in known:
+                if known:
+                    warnings.append(f"claim {c['claim']}: source {s['key']!r} is not in {path} (left out)")
+                continue
+            entry = known[s["key"]]
+            bibliography.setdefault(s["key"], entry)
+            kept.append({**s, "label": cite_label(entry), "link": source_link(entry)})
+        c["sources"] = kept
+        pub = (c["headline"] or {}).get("published") or {}
+        if pub.get("source") in known:
+            pub["label"], pub["link"] = cite_label(known[pub["source"]]), source_link(known[pub["source"]])
+            bibliography.setdefault(pub["source"], known[pub["source"]])
+        elif pub.get("source"):
+            pub.pop("source")
+    return bibliography
 
 
 def assemble(source_dir: Path, scale: str, claims: list[dict], runs: list[dict], data: list[dict],
-             stages: list[dict], prov: dict, warnings: list[str], reference: dict | None = None) -> dict:
+             stages: list[dict], prov: dict, warnings: list[str], reference: dict | None = None,
+             sources: Path | None = None) -> dict:
     """The report's dict from what was read; ``reference`` (reference/report.py) marks a report of
-    committed reference results: a provenance table per claim and stale marks."""
+    committed reference results: a provenance table per claim and stale marks; ``sources``: the
+    bibliography (default reproductions/sources.yaml)."""
+    bibliography = collect_bibliography(claims, warnings, sources)
     known = {r["anchor"] for r in runs}
     for c in claims:
         missing = [r for r in c["runs"] if c["run_anchor_prefix"] + r not in known]
@@ -390,6 +498,7 @@ def assemble(source_dir: Path, scale: str, claims: list[dict], runs: list[dict],
         "provenance": _collect_provenance(prov, runs),
         "warnings": warnings,
         "reference": reference,
+        "bibliography": bibliography,
     }
 
 
@@ -441,16 +550,22 @@ def render_markdown(report: dict, out_dir: Path) -> str:
     return env.get_template("report.md").render(r=report)
 
 
-def build_report(scale_dir: Path | str, out_dir: Path | str | None = None) -> tuple[Path, Path]:
-    """Write out_dir/index.html and out_dir/report.md (default out_dir: scale_dir/report)."""
+def build_report(scale_dir: Path | str, out_dir: Path | str | None = None,
+                 sources: Path | str | None = None) -> tuple[Path, Path]:
+    """Write out_dir/index.html, report.md and the LaTeX report (report.tex, references.bib, tables/,
+    figures/; report/latex.py) (default out_dir: scale_dir/report)."""
     scale_dir = Path(scale_dir)
-    return write_report(collect(scale_dir), Path(out_dir) if out_dir is not None else scale_dir / "report")
+    return write_report(collect(scale_dir, sources), Path(out_dir) if out_dir is not None else scale_dir / "report")
 
 
 def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
-    """Render a collected report into out_dir/index.html and out_dir/report.md."""
-    html, markdown = render_html(report), render_markdown(report, out_dir.resolve())
+    """Render a collected report into out_dir/index.html, out_dir/report.md and the LaTeX report
+    beside them; the LaTeX first, so its warnings (a figure without a PDF) reach the HTML too."""
+    from .latex import write_latex
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_latex(report, out_dir)
+    html, markdown = render_html(report), render_markdown(report, out_dir.resolve())
     html_path, md_path = out_dir / "index.html", out_dir / "report.md"
     write_text(html_path, html)
     write_text(md_path, markdown)
