@@ -5,6 +5,8 @@
 #                                                       `optclaims pack-reference` into $OUT/reference-gpu.tgz
 #   SMOKE=1 bash workflows/device/run-gpu.sh            the smoke suite on CUDA (run_overrides device: cuda);
 #                                                       its 'pinned' corpus needs workflows/device/pinned-wheels.sh
+#   NIGHTLY=1 bash workflows/device/run-gpu.sh          the smoke nightly on the host's CPU against the committed
+#                                                       baseline (another machine: issue 14); needs pinned-wheels.sh
 #   BENCH=1 bash workflows/device/run-gpu.sh            only `optclaims bench-population`
 # Installs the wheels into /tmp/site, runs within BUDGET_S seconds (default 500), and leaves in $OUT:
 # device.txt (GPU, driver, versions, timings), run.log, and reference-gpu.tgz (at most 16 MiB) or, when
@@ -29,6 +31,13 @@ raw_results() {  # results/<scale> without checkpoints, token shards or corpus
   tar czf "$OUT/results-$1.tgz" --exclude='*.safetensors' --exclude='train_state.pt' --exclude='tokens' \
     --exclude='corpus' --exclude='*.bin' "results/$1" 2>/dev/null
 }
+if [ -n "${NIGHTLY:-}" ]; then  # the smoke nightly on this host's CPU: a second machine for the committed baseline
+  rm -rf results/smoke/runs results/smoke/populations
+  timeout "$left" snakemake nightly --cores all --forceall --config scale=smoke > "$OUT/run.log" 2>&1
+  echo "snakemake rc=$?, seconds since start: $(( $(date +%s) - t0 ))" | tee -a "$OUT/device.txt"
+  cp results/smoke/regression/report.md "$OUT/regression-report.md" 2>/dev/null
+  head -12 results/smoke/regression/report.md; tail -5 "$OUT/run.log"; exit 0
+fi
 if [ -n "${SMOKE:-}" ]; then
   timeout "$left" snakemake --cores all --config scale=smoke "run_overrides={device: cuda}" --resources gpu=1 \
     --rerun-incomplete --keep-going > "$OUT/run.log" 2>&1
