@@ -33,7 +33,7 @@ raw_results() {  # results/<scale> without checkpoints, token shards or corpus
 }
 if [ -n "${NIGHTLY:-}" ]; then  # the smoke nightly on this host's CPU: a second machine for the committed baseline
   rm -rf results/smoke/runs results/smoke/populations
-  timeout "$left" snakemake nightly --cores all --forceall --config scale=smoke "run_overrides={device: cpu}" > "$OUT/run.log" 2>&1
+  CUDA_VISIBLE_DEVICES= timeout "$left" snakemake nightly --cores all --forceall --config scale=smoke > "$OUT/run.log" 2>&1
   echo "snakemake rc=$?, seconds since start: $(( $(date +%s) - t0 ))" | tee -a "$OUT/device.txt"
   cp results/smoke/regression/report.md "$OUT/regression-report.md" 2>/dev/null
   head -12 results/smoke/regression/report.md; tail -5 "$OUT/run.log"; exit 0
