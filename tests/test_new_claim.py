@@ -27,6 +27,11 @@ TOY_CLAIM = {
         "title": "A larger learning rate gives a lower loss after the same few steps",
         "source": "a throwaway claim of tests/test_new_claim.py",
         "implemented": "a grid of three learning rates, one seed; each larger one must gain {min_gain} nats/token",
+        "short_title": "Larger LR, lower loss (toy)",
+        # a claim cites by key of reproductions/sources.yaml; this throwaway one borrows an entry there
+        "sources": [{"key": "liu2025muon", "note": "a stand-in: the throwaway claim rests on no source"}],
+        "headline": {"measured": "loss gain, smallest to largest LR",
+                     "published": {"source": "liu2025muon", "note": "no published value: a throwaway claim"}},
         "expected": "the final validation loss falls as the learning rate rises",
         "criteria": ["Reproduced if each larger learning rate of the grid ends at least {min_gain} nats/token below "
                      "the one before; not reproduced if the largest ends above the smallest; inconclusive if a run "
@@ -139,7 +144,7 @@ def test_a_new_claim_folder_is_planned_trained_analysed_and_reported_with_nothin
 
     # trained, analysed, reported: the whole workflow over a checkout whose only claim folder is the new one
     for folder in (work / "reproductions").iterdir():
-        if folder.name != "toy_claim":
+        if folder.is_dir() and folder.name != "toy_claim":  # the bibliography (sources.yaml) stays
             shutil.rmtree(folder)
     start = time.time()
     proc = snakemake(work)
