@@ -338,5 +338,12 @@ def test_report_pdf_without_a_report_says_to_build_one(tmp_path, capsys):
 
 def test_ci_installs_the_tex_the_pdf_test_needs_and_fails_without_it():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert f'TEX_PACKAGES="{" ".join(latex.TEX_PACKAGES)}"' in ci
+    # the list is latex.py's, read by .ci/run itself: run its assignment and compare
+    start = ci.index("TEX_PACKAGES=$(")
+    assignment = ci[start:ci.index("')\n", start) + 2]
+    import subprocess
+
+    got = subprocess.run(["bash", "-c", f"{assignment}\necho \"$TEX_PACKAGES\""], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert got == list(latex.TEX_PACKAGES)
     assert "export OPTCLAIMS_REQUIRE_TEX=1" in ci and "exit 1" in ci
