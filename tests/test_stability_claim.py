@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from optclaims.analysis import ClaimContext
+from optclaims.analysis import ClaimContext, Run
 from optclaims.claims import claim_run_configs, load_claim, load_claim_module
 from optclaims.errors import ConfigError
 from optclaims.parametrization import with_base_width
@@ -33,13 +33,15 @@ LABELS = {"sp_adam": "SP-Adam", "mup_adam": "μP-Adam", "muon_spectral": "Muon-s
 @pytest.mark.parametrize("scale", ["smoke", "gpu", "full"])
 def test_plan_is_mup_transfers_coordinate_check_run_for_run(scale):
     ours = {run_id(c) for c in claim_run_configs(SPEC, scale, COMMON, claim)}
-    mup = claim_run_configs(MUP, scale, COMMON, load_claim_module("mup_transfer", REPRO))
-    coord = {run_id(c) for c in mup if c["activation_steps"] and not (c["optimizer"] == "muon" and c["muon_scale"] == "moonlight")}
-    assert ours == coord  # no training of its own: the same run_ids, trained once
-    block = SPEC["scales"][scale]
-    assert len(ours) == len(block["variants"]) * len(MUP["scales"][scale]["coord_check"]["widths"])
-    widths = MUP["scales"][scale]["coord_check"]["widths"]
-    assert max(widths) / min(widths) >= 8
+    mup = [c for c in claim_run_configs(MUP, scale, COMMON, load_claim_module("mup_transfer", REPRO))
+           if not (c["optimizer"] == "muon" and c["muon_scale"] == "moonlight")]
+    coord = {run_id(c) for c in mup if c["activation_steps"]}
+    sweep = {run_id(c) for c in mup if not c["activation_steps"]}  # its plan: the first seed's LR grids
+    assert ours == coord | sweep  # no training of its own: the same run_ids, trained once
+    block, src = SPEC["scales"][scale], MUP["scales"][scale]
+    assert len(coord) == len(block["variants"]) * len(src["coord_check"]["widths"])
+    for widths in (src["coord_check"]["widths"], src["widths"]):
+        assert max(widths) / min(widths) >= 8
 
 
 def test_a_bad_coord_sweep_is_refused_naming_it():
@@ -50,6 +52,27 @@ def test_a_bad_coord_sweep_is_refused_naming_it():
         claim.plan_runs({**block, "coord_sweep": {"claim": "mup_transfer", "scale": "huge"}})
     with pytest.raises(ConfigError, match="variants"):
         claim.plan_runs({**block, "variants": ["sgd_mup"]})
+    with pytest.raises(ConfigError, match="regimes"):
+        claim.plan_runs({**block, "regimes": ["forever"]})
+    assert all(f["activation_steps"] for f in claim.plan_runs({**block, "regimes": ["coord"]}))
+
+
+def run(cfg, loss, status="ok"):
+    return Run(run_id(make_run_config({**cfg, **COMMON})), make_run_config({**cfg, **COMMON}), {"status": status,
+               "final_val_loss": loss}, pd.DataFrame())
+
+
+def test_the_trained_regime_uses_the_narrowest_widths_best_lr_at_every_width():
+    block = SPEC["scales"]["smoke"]
+    sweep = [f for f in claim.plan_runs(block) if not f.get("activation_steps")]
+    narrow = min(f["d_model"] for f in sweep)
+    lrs = sorted({f["lr"] for f in sweep if f["parametrization"] == "sp"})
+    best = lrs[2]
+    runs = [run(f, 3.0 + abs(math.log2(f["lr"] / best)) * (1 if f["d_model"] == narrow else -1),
+                status="diverged" if f["d_model"] == narrow and f["lr"] == lrs[3] else "ok") for f in sweep]
+    chosen = claim.sweep_choice(runs, block)
+    assert chosen["sp_adam"] == best  # the narrowest width's best, whatever the wider widths find
+    assert set(chosen) == set(block["variants"])
 
 
 # ------------------------------------------------------------------ the statistics on real models
@@ -115,14 +138,16 @@ def world(alphas: dict, noise: float = 0.05, seed: int = 0, widths=WIDTHS) -> pd
     at every layer, both times; ``noise`` is the ln-scale scatter of one width's maximum."""
     rng = np.random.default_rng(seed)
     rows = []
-    for v in LABELS:
-        for w in widths:
-            for time in claim.TIMES:
-                for layer in ("embed", "block0", "block1", "logits"):
-                    for c in claim.CONDITIONS:
-                        a = alphas.get((v, c), 0.0)
-                        rows.append({"run_id": f"{v}{w}", "variant": v, "width": w, "time": time, "layer": layer,
-                                     "condition": c, "value": 0.7 * (w / 64) ** a * math.exp(rng.normal(0, noise))})
+    for regime, times in (("coord", claim.TIMES), ("sweep", ("end",))):
+        for v in LABELS:
+            for w in widths:
+                for time in times:
+                    for layer in ("embed", "block0", "block1", "logits"):
+                        for c in claim.CONDITIONS:
+                            a = alphas.get((v, c), 0.0)
+                            rows.append({"run_id": f"{v}{w}{regime}", "variant": v, "width": w, "regime": regime,
+                                         "time": time, "layer": layer, "condition": c,
+                                         "value": 0.7 * (w / 64) ** a * math.exp(rng.normal(0, noise))})
     return pd.DataFrame(rows, columns=claim.FRAME_COLUMNS)
 
 
@@ -164,7 +189,7 @@ def test_a_line_with_too_few_widths_is_inconclusive():
     frame = frame[~((frame.variant == "muon_spectral") & (frame.width > 128))]
     j = claim.judge(frame, SPEC["scales"]["gpu"], TH, LABELS)
     muon = [s for s in j["subs"] if s["variant"] == "muon_spectral"]
-    assert muon and all(s["status"] == "inconclusive" for s in muon) and j["status"] == "inconclusive"
+    assert len(muon) == 6 and all(s["status"] == "inconclusive" for s in muon) and j["status"] == "inconclusive"
 
 
 def test_width_exponent_recovers_a_power_law_and_its_interval_covers_it():
@@ -181,6 +206,7 @@ def test_analysis_writes_the_verdict_figures_and_tables(tmp_path, monkeypatch):
     verdict, table = claim.analyze(ctx)
     assert verdict["status"] == "reproduced"
     assert SPEC["headline"]["measured"] in verdict["measured"]
+    assert len(verdict["sub_claims"]) == 2 * 7  # seven predicted lines in each regime
     assert {f["file"] for f in verdict["figures"]} == {"figures/conditions.png", "figures/exponents.png"}
     assert (tmp_path / "figures" / "exponents.pdf").exists() and (tmp_path / "statistics.csv").exists()
     assert set(table.condition) == set(claim.CONDITIONS)

@@ -5,10 +5,12 @@ Su, kexue.fm/archives/11340: a good model f(x; ω) keeps, as maxima over inputs 
   dependency stability  max_{x1,x2} ‖f(x1; ω) − f(x2; ω)‖_RMS = Θ(1)
   update stability      max_x       ‖f(x; ω + Δω) − f(x; ω)‖_RMS = Θ(1), Δω one optimizer update.
 
-No training of its own: the runs are another claim's coordinate check (``coord_sweep``, e.g.
-mup_transfer's: a few steps at a large LR, the same LR at every width), the same run_ids, trained
-once. After training, each run is measured from its saved weights (``model.safetensors``, ω_k after
-its k steps) and from its initialisation (ω_0, rebuilt from the config, as the trainer builds it):
+No training of its own: the runs are another claim's (``coord_sweep``, e.g. mup_transfer's), the
+same run_ids, trained once, in two regimes: ``coord``, its coordinate check (k steps at one large LR
+for every width), and ``sweep``, its LR sweep's first seed at the LR the narrowest width finds best,
+the same LR at every width, trained to the end of its schedule. After training, each run is
+measured from its saved weights (``model.safetensors``) and, for the coordinate check, from its
+initialisation (ω_0, rebuilt from the config, as the trainer builds it):
 the statistics on a fixed probe batch from the validation split, each input one token position
 (its context), the maximum taken over the probe's positions (and over all pairs of them); Δω is
 one step of the run's own optimizer (its per-group LRs at the schedule's peak, fresh state: at ω_0
@@ -40,8 +42,9 @@ from optclaims.train import build_population
 REPRO_DIR = Path(__file__).resolve().parents[1]
 CONDITIONS = ("forward", "dependency", "update")
 OUTPUT = "logits"  # the model's output f(x; ω): the statistic each verdict line is decided on
-TIMES = ("init", "trained")
-FRAME_COLUMNS = ["run_id", "variant", "width", "time", "layer", "condition", "value"]
+TIMES = ("init", "end")  # the run's initialisation, and its saved weights at the end of its steps
+REGIMES = {"coord": "after k steps", "sweep": "trained"}
+FRAME_COLUMNS = ["run_id", "variant", "width", "regime", "time", "layer", "condition", "value"]
 
 # ------------------------------------------------------------------ plan
 
@@ -61,14 +64,22 @@ def source_block(block: dict, repro_dir: Path = REPRO_DIR) -> tuple[dict, object
     return src, load_claim_module(sweep["claim"], repro_dir)
 
 
+def regime_of(cfg: dict) -> str:
+    return "coord" if cfg.get("activation_steps") else "sweep"
+
+
 def plan_runs(block: dict) -> list[dict]:
-    """The named claim's own coordinate-check runs (its plan_runs, unchanged: the same run_ids),
-    kept to this claim's variants."""
+    """The named claim's own runs (its plan_runs, unchanged: the same run_ids) of this claim's
+    variants and regimes: its coordinate check, and its LR sweep's first seed."""
     src, module = source_block(block)
-    runs = [f for f in module.plan_runs(src) if f.get("activation_steps")]
-    keep = [f for f in runs if module.variant_of(f, src) in block["variants"]]
-    if not keep:
-        raise ConfigError(f"coord_sweep: claim {block['coord_sweep']['claim']!r} plans no coordinate-check run")
+    regimes = block["regimes"]
+    if not regimes or set(regimes) - set(REGIMES):
+        raise ConfigError(f"invalid stability_conditions scale: regimes = {regimes!r} must be some of {', '.join(REGIMES)}")
+    keep = [f for f in module.plan_runs(src) if module.variant_of(f, src) in block["variants"]
+            and regime_of(f) in regimes and f.get("seed") == src["seed"]]
+    for regime in regimes:
+        if not any(regime_of(f) == regime for f in keep):
+            raise ConfigError(f"coord_sweep: claim {block['coord_sweep']['claim']!r} plans no run of regime {regime!r}")
     return keep
 
 
@@ -138,37 +149,64 @@ def peak_step(cfg: dict) -> int:
     return min(cfg["warmup_steps"], cfg["steps"] - 1)
 
 
-def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict) -> list[dict]:
-    """A run's statistics at initialisation (its first update: the batch and LR of step 0) and
-    after training (its saved weights; one update on the batch of its next step at peak LR)."""
+def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict, times=TIMES) -> list[dict]:
+    """A run's statistics at initialisation (its first update: the batch and LR of step 0) and at
+    the end (its saved weights; one update on the batch of its next step at peak LR). On a GPU
+    where there is one (float32 throughout), else on the CPU."""
     torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     val, train = (TokenShard(Path(data_dir) / "tokens", split) for split in ("val", "train"))
-    probe = val.eval_batches(1, probe_spec["sequences"], probe_spec["tokens"])[0][0]
+    probe = val.eval_batches(1, probe_spec["sequences"], probe_spec["tokens"])[0][0].to(device)
     rows = []
-    for time in TIMES:
-        model, optimizers, _ = build_population([cfg], torch.device("cpu"))
-        if time == "trained":
+    for time in times:
+        model, optimizers, _ = build_population([cfg], device)
+        if time == "end":
             model.load_member_state_dict(0, load_file(str(model_path)))
             step, batch_step = peak_step(cfg), cfg["steps"]
         else:
             step = batch_step = 0
-        batch = train.batch(batch_step, cfg["batch_size"], cfg["seq_len"], cfg["seed"])
+        batch = tuple(t.to(device) for t in train.batch(batch_step, cfg["batch_size"], cfg["seq_len"], cfg["seed"]))
         rows += [{**r, "time": time} for r in stability_statistics(model, optimizers, probe, batch, step)]
     return rows
 
 
-def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
-    """Long frame (FRAME_COLUMNS) of every run that finished; diverged runs are left out (their
-    width then has no point), and so are runs whose weights are not on disk."""
+def sweep_choice(runs, block: dict) -> dict[str, float]:
+    """Per variant, the LR of the sweep its narrowest width's first seed finds best (lowest final
+    validation loss, diverged = ∞): the LR tuned small and used at every width, as μP is used."""
     src, module = source_block(block)
+    best = {}
+    for v in block["variants"]:
+        mine = [r for r in runs if regime_of(r.config) == "sweep" and module.variant_of(r.config, src) == v
+                and r.config["seed"] == src["seed"]]
+        if not mine:
+            continue
+        narrow = min(r.config["d_model"] for r in mine)
+        at = [r for r in mine if r.config["d_model"] == narrow and math.isfinite(r.final_val_loss)]
+        if at:
+            best[v] = min(at, key=lambda r: (r.final_val_loss, r.config["lr"])).config["lr"]
+    return best
+
+
+def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
+    """Long frame (FRAME_COLUMNS): every coordinate-check run at both times, and the sweep's runs at
+    each variant's ``sweep_choice`` at the end. Diverged runs are left out (their width then has
+    no point), and so are runs whose weights are not on disk."""
+    src, module = source_block(block)
+    chosen = sweep_choice(runs, block)
     rows = []
     for r in runs:
         path = Path(scale_dir) / "runs" / r.run_id / "model.safetensors"
+        variant, regime = module.variant_of(r.config, src), regime_of(r.config)
+        if regime not in block["regimes"] or variant not in block["variants"]:
+            continue
+        if regime == "sweep" and (r.config["seed"] != src["seed"] or not math.isclose(r.config["lr"], chosen.get(variant, math.nan))):
+            continue
         if r.summary.get("status") != "ok" or not path.exists():
             continue
         data_dir = Path(scale_dir) / "data" / r.config["data"]
-        meta = {"run_id": r.run_id, "variant": module.variant_of(r.config, src), "width": r.config["d_model"]}
-        rows += [{**meta, **m} for m in measure_run(r.config, path, data_dir, block["probe"])]
+        meta = {"run_id": r.run_id, "variant": variant, "width": r.config["d_model"], "regime": regime}
+        times = TIMES if regime == "coord" else ("end",)
+        rows += [{**meta, **m} for m in measure_run(r.config, path, data_dir, block["probe"], times)]
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
@@ -196,13 +234,16 @@ def width_exponent(widths, values, level: float) -> dict:
     return out
 
 
+EXPONENT_COLUMNS = ["variant", "regime", "time", "layer", "condition", "exponent", "low", "high", "n", "widths"]
+
+
 def exponent_table(frame: pd.DataFrame, level: float) -> pd.DataFrame:
-    """Per variant, time, layer and condition: the width exponent with its interval."""
+    """Per variant, regime, time, layer and condition: the width exponent with its interval."""
     rows = []
-    for (variant, time, layer, condition), g in frame.groupby(["variant", "time", "layer", "condition"], sort=False):
-        rows.append({"variant": variant, "time": time, "layer": layer, "condition": condition,
-                     **width_exponent(g.width, g.value, level)})
-    return pd.DataFrame(rows, columns=["variant", "time", "layer", "condition", "exponent", "low", "high", "n", "widths"])
+    keys = ["variant", "regime", "time", "layer", "condition"]
+    for key, g in frame.groupby(keys, sort=False):
+        rows.append({**dict(zip(keys, key)), **width_exponent(g.width, g.value, level)})
+    return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
 
 
 def line_status(fit: dict, prediction: str, th: dict) -> tuple[str, str]:
@@ -233,20 +274,21 @@ def judge(frame: pd.DataFrame, block: dict, th: dict, labels: dict) -> dict:
     """Everything the verdict rests on, without figures: exponents, predicted lines, status."""
     level = th["confidence"]
     exps = exponent_table(frame, level)
-    at = exps[(exps.time == "trained") & (exps.layer == OUTPUT)].set_index(["variant", "condition"])
+    at = exps[(exps.time == "end") & (exps.layer == OUTPUT)].set_index(["regime", "variant", "condition"])
     subs = []
-    for variant in block["variants"]:
-        for condition, prediction in th["predictions"].get(variant, {}).items():
-            fit = at.loc[(variant, condition)].to_dict() if (variant, condition) in at.index else \
-                {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": 0, "widths": 0}
-            status, why = line_status(fit, prediction, th)
-            word = "flat in width" if prediction == "flat" else "grows with width"
-            crit = (f"the {level:.0%} interval of the exponent lies within ±{th['flat_band']:g}" if prediction == "flat"
-                    else f"the {level:.0%} interval of the exponent lies wholly above {th['grows_min']:g}")
-            subs.append({**sub_claim(f"{labels[variant]}: {condition} stability {word}", status,
-                                     f"Su 11340: max over inputs {'Θ(1)' if prediction == 'flat' else 'grows'} in width",
-                                     f"{fit_text(fit, level)}: {why}", crit),
-                         "variant": variant, "condition": condition, "prediction": prediction})
+    for regime in block["regimes"]:
+        for variant in block["variants"]:
+            for condition, prediction in th["predictions"].get(variant, {}).items():
+                fit = at.loc[(regime, variant, condition)].to_dict() if (regime, variant, condition) in at.index else \
+                    {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": 0, "widths": 0}
+                status, why = line_status(fit, prediction, th)
+                word = "flat in width" if prediction == "flat" else "grows with width"
+                crit = (f"the {level:.0%} interval of the exponent lies within ±{th['flat_band']:g}" if prediction == "flat"
+                        else f"the {level:.0%} interval of the exponent lies wholly above {th['grows_min']:g}")
+                subs.append({**sub_claim(f"{labels[variant]}: {condition} stability {word}, {REGIMES[regime]}", status,
+                                         f"Su 11340: max over inputs {'Θ(1)' if prediction == 'flat' else 'grows'} in width",
+                                         f"{fit_text(fit, level)}: {why}", crit),
+                             "variant": variant, "regime": regime, "condition": condition, "prediction": prediction})
     status, reason = decide(subs)
     return {"exponents": exps, "subs": subs, "status": status, "reason": reason}
 
@@ -278,53 +320,66 @@ def plot_statistics(ctx, frame: pd.DataFrame, labels: dict, variants: list[str])
     out = frame[(frame.layer == OUTPUT) & (frame.value > 0)]
     if out.empty:
         return
-    fig, axes = plt.subplots(1, len(CONDITIONS), figsize=(3.6 * len(CONDITIONS), 3.2), constrained_layout=True)
-    widths = sorted(out.width.unique())
-    for ax, condition in zip(axes, CONDITIONS):
-        for v in variants:
-            look = style(v)
-            for time, fill in (("trained", look.color), ("init", "none")):
-                g = out[(out.variant == v) & (out.condition == condition) & (out.time == time)].sort_values("width")
-                if g.empty:
-                    continue
-                ax.plot(g.width, g.value, color=look.color, marker=look.marker, mfc=fill, lw=1 if time == "trained" else 0.7,
-                        ls="-" if time == "trained" else ":", label=f"{labels[v]}, {'after k steps' if time == 'trained' else 'init'}")
-        ax.set(xscale="log", yscale="log", title=f"{condition} stability", xlabel=axis_label("width", DIMENSIONS),
-               ylabel=axis_label("max over inputs of RMS", DIMENSIONLESS) if condition == CONDITIONS[0] else "")
-        ax.set_xticks(widths, [str(w) for w in widths])
-        ax.minorticks_off()
-    axes[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    regimes = [r for r in REGIMES if r in set(out.regime)]
+    fig, axes = plt.subplots(len(regimes), len(CONDITIONS), figsize=(3.6 * len(CONDITIONS), 2.9 * len(regimes)),
+                             squeeze=False, constrained_layout=True)
+    for row, regime in zip(axes, regimes):
+        widths = sorted(out[out.regime == regime].width.unique())
+        for ax, condition in zip(row, CONDITIONS):
+            for v in variants:
+                look = style(v)
+                for time, fill in (("end", look.color), ("init", "none")):
+                    g = out[(out.variant == v) & (out.condition == condition) & (out.time == time)
+                            & (out.regime == regime)].sort_values("width")
+                    if g.empty:
+                        continue
+                    ax.plot(g.width, g.value, color=look.color, marker=look.marker, mfc=fill, lw=1 if time == "end" else 0.7,
+                            ls="-" if time == "end" else ":",
+                            label=f"{labels[v]}, {REGIMES[regime] if time == 'end' else 'init'}")
+            ax.set(xscale="log", yscale="log", title=f"{condition} stability, {REGIMES[regime]}",
+                   xlabel=axis_label("width", DIMENSIONS),
+                   ylabel=axis_label("max over inputs of RMS", DIMENSIONLESS) if condition == CONDITIONS[0] else "")
+            ax.set_xticks(widths, [str(w) for w in widths])
+            ax.minorticks_off()
+        row[-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     ctx.save_figure(fig, "conditions", "The three conditions of Su (kexue.fm/archives/11340) on the logits against width: "
                     "max over the probe's inputs of ‖f(x)‖_RMS (forward), of ‖f(x1) − f(x2)‖_RMS over all pairs "
-                    "(dependency) and of ‖f(x; ω + Δω) − f(x; ω)‖_RMS after one optimizer update (update); filled: after "
-                    "the coordinate check's k steps at one LR for every width, hollow: at initialisation.")
+                    "(dependency) and of ‖f(x; ω + Δω) − f(x; ω)‖_RMS after one optimizer update (update). Top: the "
+                    "coordinate check, k steps at one LR for every width (filled) and at initialisation (hollow); "
+                    "bottom: the LR sweep trained to the end at the LR its narrowest width finds best, the same at "
+                    "every width.")
     plt.close(fig)
 
 
 def plot_exponents(ctx, exps: pd.DataFrame, labels: dict, variants: list[str], th: dict) -> None:
-    e = exps[exps.time == "trained"]
+    e = exps[exps.time == "end"]
     if e.empty:
         return
-    layers = list(dict.fromkeys(e.layer))
-    fig, axes = plt.subplots(1, len(CONDITIONS), figsize=(3.6 * len(CONDITIONS), 3.2), sharey=True, constrained_layout=True)
+    regimes = [r for r in REGIMES if r in set(e.regime)]
+    fig, axes = plt.subplots(len(regimes), len(CONDITIONS), figsize=(3.6 * len(CONDITIONS), 2.9 * len(regimes)),
+                             squeeze=False, sharey=True, constrained_layout=True)
     band = th["flat_band"]
-    for ax, condition in zip(axes, CONDITIONS):
-        reference_band(ax, -band, band, "flat band" if condition == CONDITIONS[0] else None)
-        reference_line(ax, th["grows_min"], "growth threshold" if condition == CONDITIONS[0] else None)
-        for i, v in enumerate(variants):
-            g = e[(e.variant == v) & (e.condition == condition)].set_index("layer").reindex(layers)
-            x = np.arange(len(layers)) + (i - (len(variants) - 1) / 2) * 0.22
-            look = style(v)
-            err = np.vstack([g.exponent - g.low, g.high - g.exponent])
-            ax.errorbar(x, g.exponent, yerr=np.where(np.isfinite(err), err, 0), fmt=look.marker, color=look.color,
-                        ms=4, lw=1, capsize=2, label=labels[v] if condition == CONDITIONS[0] else None)
-        ax.set_xticks(np.arange(len(layers)), layers, rotation=45, fontsize=7)
-        ax.set(title=f"{condition} stability", ylabel=axis_label("width exponent α", DIMENSIONLESS) if condition == CONDITIONS[0] else "")
+    for row, regime in zip(axes, regimes):
+        layers = list(dict.fromkeys(e[e.regime == regime].layer))
+        for ax, condition in zip(row, CONDITIONS):
+            first = ax is axes[0][0]
+            reference_band(ax, -band, band, "flat band" if first else None)
+            reference_line(ax, th["grows_min"], "growth threshold" if first else None)
+            for i, v in enumerate(variants):
+                g = e[(e.variant == v) & (e.condition == condition) & (e.regime == regime)].set_index("layer").reindex(layers)
+                x = np.arange(len(layers)) + (i - (len(variants) - 1) / 2) * 0.22
+                look = style(v)
+                err = np.vstack([g.exponent - g.low, g.high - g.exponent])
+                ax.errorbar(x, g.exponent, yerr=np.where(np.isfinite(err), err, 0), fmt=look.marker, color=look.color,
+                            ms=4, lw=1, capsize=2, label=labels[v] if first else None)
+            ax.set_xticks(np.arange(len(layers)), layers, rotation=45, fontsize=7)
+            ax.set(title=f"{condition} stability, {REGIMES[regime]}",
+                   ylabel=axis_label("width exponent α", DIMENSIONLESS) if condition == CONDITIONS[0] else "")
     fig.legend(fontsize=7, loc="outside right upper")
-    ctx.save_figure(fig, "exponents", f"Width exponent α (statistic ∝ width^α) of each condition at each layer after the "
-                    f"coordinate check's k steps, with its {th['confidence']:.0%} t interval; grey: the flat band "
-                    f"±{band:g}, dashed: the growth threshold {th['grows_min']:g}. The verdict reads the logits (the "
-                    f"model's output f); the blocks are shown for where a violation starts.")
+    ctx.save_figure(fig, "exponents", f"Width exponent α (statistic ∝ width^α) of each condition at each layer, after the "
+                    f"coordinate check's k steps (top) and trained (bottom), with its {th['confidence']:.0%} t interval; "
+                    f"grey: the flat band ±{band:g}, dashed: the growth threshold {th['grows_min']:g}. The verdict reads "
+                    f"the logits (the model's output f); the blocks are shown for where a violation starts.")
     plt.close(fig)
 
 
@@ -343,23 +398,26 @@ def analyze(ctx):
     j = judge(frame, block, th, labels)
     exps = j["exponents"]
     meas = {}
-    at = exps[(exps.time == "trained") & (exps.layer == OUTPUT)]
+    at = exps[(exps.time == "end") & (exps.layer == OUTPUT)]
     for r in at.itertuples():
         if r.variant in labels:
-            meas[f"{r.condition}-stability exponent, {labels[r.variant]}"] = measured(
+            meas[f"{r.condition}-stability exponent, {labels[r.variant]}, {REGIMES[r.regime]}"] = measured(
                 r.exponent, r.low, r.high, "ln statistic / ln width",
                 note=f"least squares over {r.widths} widths; {th['confidence']:.0%} t interval from the line's residuals")
     plot_statistics(ctx, frame, labels, variants)
     plot_exponents(ctx, exps, labels, variants, th)
-    notes = [f"{frame.run_id.nunique()} runs measured (the coordinate check of {block['coord_sweep']['claim']}: "
-             f"{', '.join(labels.values())}; widths {', '.join(map(str, sorted(frame.width.unique())))}); probe "
-             f"{block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input"]
-    trained = exps[exps.time == "trained"]
-    for v in variants:
-        g = trained[trained.variant == v]
-        if not g.empty and g.exponent.notna().any():
+    chosen = sweep_choice(ctx.runs, block)
+    notes = [f"{frame.run_id.nunique()} runs of {block['coord_sweep']['claim']} measured ({', '.join(labels.values())}); "
+             + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}"
+                         for g, f in frame.groupby("regime", sort=False))
+             + f"; probe {block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input",
+             "sweep LR (the narrowest width's best, used at every width): "
+             + (", ".join(f"{labels[v]} 2^{math.log2(lr):g}" for v, lr in chosen.items()) or "none")]
+    ends = exps[exps.time == "end"]
+    for (regime, v), g in ends.groupby(["regime", "variant"], sort=False):
+        if v in labels and g.exponent.notna().any():
             worst = g.loc[g.exponent.abs().idxmax()]
-            notes.append(f"{labels[v]}: largest |α| over the layers and conditions after k steps: {worst.exponent:+.2f} "
+            notes.append(f"{labels[v]}, {REGIMES[regime]}: largest |α| over the layers and conditions: {worst.exponent:+.2f} "
                          f"({worst.condition}, {worst.layer})")
     frame.assign(label=frame.variant.map(labels)).to_csv(ctx.out_dir / "statistics.csv", index=False)
     table = exps.assign(label=exps.variant.map(labels))
