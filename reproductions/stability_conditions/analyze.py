@@ -129,6 +129,22 @@ def probe_update(model, optimizers, batch: tuple[torch.Tensor, torch.Tensor], st
     optimizers.zero_grad()
 
 
+def warm_state(model, optimizers, batches) -> None:
+    """Fill the optimizer's state (Adam's moments, Muon's momentum) from ``batches`` at learning
+    rate 0, so the weights do not move: the probe's update is then the step of an optimizer that
+    has seen recent gradients, as the run's had, rather than a fresh optimizer's first (sign-like)
+    step, whose single-batch noise is less aligned with the inputs."""
+    peak = {role: lr.clone() for role, lr in optimizers.h.peak_lr.items()}
+    for lr in optimizers.h.peak_lr.values():
+        lr.zero_()
+    try:
+        for batch in batches:
+            probe_update(model, optimizers, batch, 0)
+    finally:
+        for role, lr in optimizers.h.peak_lr.items():
+            lr.copy_(peak[role])
+
+
 def stability_statistics(model, optimizers, probe: torch.Tensor, batch, step: int) -> list[dict]:
     """Per layer, the three conditions as maxima over the probe's inputs: max ‖f(x)‖_RMS,
     max over all pairs of ‖f(x1) − f(x2)‖_RMS, and max ‖f(x; ω + Δω) − f(x; ω)‖_RMS after one
@@ -150,9 +166,10 @@ def peak_step(cfg: dict) -> int:
 
 
 def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict, times=TIMES) -> list[dict]:
-    """A run's statistics at initialisation (its first update: the batch and LR of step 0) and at
-    the end (its saved weights; one update on the batch of its next step at peak LR). On a GPU
-    where there is one (float32 throughout), else on the CPU."""
+    """A run's statistics at initialisation (its first update: the batch and LR of step 0, a fresh
+    optimizer) and at the end (its saved weights; the optimizer's state warmed on the run's last
+    ``warm_batches`` training batches at LR 0, then one update on the batch of its next step at
+    peak LR). On a GPU where there is one (float32 throughout), else on the CPU."""
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     val, train = (TokenShard(Path(data_dir) / "tokens", split) for split in ("val", "train"))
@@ -163,6 +180,9 @@ def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict, t
         if time == "end":
             model.load_member_state_dict(0, load_file(str(model_path)))
             step, batch_step = peak_step(cfg), cfg["steps"]
+            warm = range(max(0, cfg["steps"] - probe_spec["warm_batches"]), cfg["steps"])
+            warm_state(model, optimizers, [tuple(t.to(device) for t in train.batch(s, cfg["batch_size"], cfg["seq_len"],
+                                                                                   cfg["seed"])) for s in warm])
         else:
             step = batch_step = 0
         batch = tuple(t.to(device) for t in train.batch(batch_step, cfg["batch_size"], cfg["seq_len"], cfg["seed"]))
@@ -220,18 +240,38 @@ def width_exponent(widths, values, level: float) -> dict:
     w, v = np.asarray(widths, float), np.asarray(values, float)
     ok = np.isfinite(v) & (v > 0)
     x, y = np.log(w[ok]), np.log(v[ok])
-    out = {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": int(ok.sum()), "widths": int(np.unique(x).size)}
+    out = {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": int(ok.sum()), "widths": int(np.unique(x).size),
+           "rss": math.nan, "sxx": 0.0, "dof": 0}
     if np.unique(x).size < 2:
         return out
     slope, intercept = np.polyfit(x, y, 1)
-    out["exponent"] = float(slope)
-    dof = len(x) - 2
-    sxx = float(((x - x.mean()) ** 2).sum())
-    if dof > 0:
-        s = math.sqrt(float(((y - slope * x - intercept) ** 2).sum()) / dof)
-        half = float(stats.t.ppf(0.5 + level / 2, dof)) * s / math.sqrt(sxx)
-        out["low"], out["high"] = float(slope) - half, float(slope) + half
+    out.update(exponent=float(slope), dof=len(x) - 2, sxx=float(((x - x.mean()) ** 2).sum()),
+               rss=float(((y - slope * x - intercept) ** 2).sum()))
+    if out["dof"] > 0:
+        out["low"], out["high"] = t_bounds(out, math.sqrt(out["rss"] / out["dof"]), out["dof"], level)
     return out
+
+
+def t_bounds(fit: dict, s: float, dof: int, level: float) -> tuple[float, float]:
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * s / math.sqrt(fit["sxx"])
+    return fit["exponent"] - half, fit["exponent"] + half
+
+
+def pool_flat_lines(fits: dict, predictions: dict, level: float) -> None:
+    """The intervals of the lines predicted flat, with the residual scatter pooled over the variants
+    of one regime and condition (Σ RSS / Σ (n − 2)): the same protocol measures them all, and one
+    line's two or three residual degrees of freedom alone would make every interval wide. Lack of
+    fit in any of them widens all of them (conservative). In place."""
+    groups: dict[tuple, list[dict]] = {}
+    for (regime, variant, condition), fit in fits.items():
+        if predictions.get(variant, {}).get(condition) == "flat" and fit["dof"] > 0 and np.isfinite(fit["rss"]):
+            groups.setdefault((regime, condition), []).append(fit)
+    for group in groups.values():
+        dof = sum(f["dof"] for f in group)
+        s = math.sqrt(sum(f["rss"] for f in group) / dof)
+        for f in group:
+            f["low"], f["high"] = t_bounds(f, s, dof, level)
+            f["pooled"] = f"residual scatter {s:.3f} in ln, pooled over {len(group)} lines, {dof} dof"
 
 
 EXPONENT_COLUMNS = ["variant", "regime", "time", "layer", "condition", "exponent", "low", "high", "n", "widths"]
@@ -267,20 +307,28 @@ def line_status(fit: dict, prediction: str, th: dict) -> tuple[str, str]:
 
 
 def fit_text(fit: dict, level: float) -> str:
-    return f"α = {fit['exponent']:+.3f} [{fit['low']:+.3f}, {fit['high']:+.3f}] ({level:.0%}, {fit['widths']} widths)"
+    scatter = fit.get("pooled", "own residuals")
+    return (f"α = {fit['exponent']:+.3f} [{fit['low']:+.3f}, {fit['high']:+.3f}] ({level:.0%}, {fit['widths']} widths; "
+            f"{scatter})")
 
 
 def judge(frame: pd.DataFrame, block: dict, th: dict, labels: dict) -> dict:
     """Everything the verdict rests on, without figures: exponents, predicted lines, status."""
     level = th["confidence"]
     exps = exponent_table(frame, level)
-    at = exps[(exps.time == "end") & (exps.layer == OUTPUT)].set_index(["regime", "variant", "condition"])
+    out = frame[(frame.time == "end") & (frame.layer == OUTPUT)]
+    fits = {}
+    for regime in block["regimes"]:
+        for variant in block["variants"]:
+            for condition in th["predictions"].get(variant, {}):
+                g = out[(out.regime == regime) & (out.variant == variant) & (out.condition == condition)]
+                fits[regime, variant, condition] = width_exponent(g.width, g.value, level)
+    pool_flat_lines(fits, th["predictions"], level)
     subs = []
     for regime in block["regimes"]:
         for variant in block["variants"]:
             for condition, prediction in th["predictions"].get(variant, {}).items():
-                fit = at.loc[(regime, variant, condition)].to_dict() if (regime, variant, condition) in at.index else \
-                    {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": 0, "widths": 0}
+                fit = fits[regime, variant, condition]
                 status, why = line_status(fit, prediction, th)
                 word = "flat in width" if prediction == "flat" else "grows with width"
                 crit = (f"the {level:.0%} interval of the exponent lies within ±{th['flat_band']:g}" if prediction == "flat"
@@ -290,7 +338,7 @@ def judge(frame: pd.DataFrame, block: dict, th: dict, labels: dict) -> dict:
                                          f"{fit_text(fit, level)}: {why}", crit),
                              "variant": variant, "regime": regime, "condition": condition, "prediction": prediction})
     status, reason = decide(subs)
-    return {"exponents": exps, "subs": subs, "status": status, "reason": reason}
+    return {"exponents": exps, "fits": fits, "subs": subs, "status": status, "reason": reason}
 
 
 def decide(subs: list[dict]) -> tuple[str, str]:
@@ -401,9 +449,11 @@ def analyze(ctx):
     at = exps[(exps.time == "end") & (exps.layer == OUTPUT)]
     for r in at.itertuples():
         if r.variant in labels:
+            fit = j["fits"].get((r.regime, r.variant, r.condition), r._asdict())  # a predicted line's, or reported only
             meas[f"{r.condition}-stability exponent, {labels[r.variant]}, {REGIMES[r.regime]}"] = measured(
-                r.exponent, r.low, r.high, "ln statistic / ln width",
-                note=f"least squares over {r.widths} widths; {th['confidence']:.0%} t interval from the line's residuals")
+                fit["exponent"], fit["low"], fit["high"], "ln statistic / ln width",
+                note=f"least squares over {fit['widths']} widths; {th['confidence']:.0%} t interval from "
+                     + fit.get("pooled", "the line's own residuals"))
     plot_statistics(ctx, frame, labels, variants)
     plot_exponents(ctx, exps, labels, variants, th)
     chosen = sweep_choice(ctx.runs, block)
