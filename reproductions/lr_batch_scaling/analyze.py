@@ -306,8 +306,35 @@ def judge(df: pd.DataFrame, block: dict, th: dict) -> dict:
         per[opt] = {"est": est, "b_simple": (median, lo_m, hi_m), "best": best, "status": status, "guard": guard}
         subs += lines + [surge_line(opt, est, th)]
         reasons.append(f"{opt}: {status.replace('_', ' ')}" + (f" ({'; '.join(guard)})" if guard else ""))
+    if {"adamw", "muon"} <= set(per):
+        subs.append(same_law_line(per["adamw"]["est"], per["muon"]["est"], th))
     status = combine([p["status"] for p in per.values()]) if per else "inconclusive"
     return {"status": status, "per": per, "subs": subs, "reason": "; ".join(reasons)}
+
+
+def slope_difference(adamw: dict, muon: dict, level: float) -> tuple[float, float, float]:
+    """Muon's small-B slope − AdamW's, with the interval over paired bootstrap draws (independent)."""
+    value = muon["point"]["slope_small"] - adamw["point"]["slope_small"]
+    d = [{"diff": m["slope_small"] - a["slope_small"]} for a, m in zip(adamw["draws"], muon["draws"])]
+    return (value, *interval(d, "diff", level))
+
+
+def same_law_line(adamw: dict, muon: dict, th: dict) -> dict:
+    """Own line (CLAIMS §6c): Muon's small-B slope like AdamW's."""
+    value, low, high = slope_difference(adamw, muon, th["level"])
+    m = th["muon_slope_diff_max"]
+    edge = adamw["edge"][:th["small_points"]].any() or muon["edge"][:th["small_points"]].any()
+    if edge or not (np.isfinite(low) and np.isfinite(high)):
+        status = "inconclusive"
+    elif -m <= low and high <= m:
+        status = "reproduced"
+    elif high < -m or low > m:
+        status = "not_reproduced"
+    else:
+        status = "inconclusive"
+    return sub_claim("Muon's small-B slope like AdamW's (own line)", status, "the same law: a difference of 0",
+                     f"Muon − AdamW {value:.2f} [{low:.2f}, {high:.2f}]",
+                     f"interval within ±{m:g}; wholly outside: not reproduced; not part of the verdict")
 
 
 def measurements(j: dict, th: dict) -> dict:
