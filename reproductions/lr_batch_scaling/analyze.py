@@ -29,14 +29,14 @@ SEQUENCES = "sequences"
 
 
 def batch_run(block: dict, opt: str, batch: int, log2_lr: float, seed: int) -> dict:
-    """One run: ``block["tokens"]`` tokens at batch ``batch`` (sequences), a full cosine schedule."""
+    """One run: ``block["tokens"]`` tokens at batch ``batch`` (sequences), a full schedule (the default cosine)."""
     model = block["model"]
     steps = block["tokens"] // (batch * model["seq_len"])
     if steps < 2:
         raise ValueError(f"lr_batch_scaling: tokens = {block['tokens']} give {steps} step(s) at batch size {batch}")
     log_every = max(1, steps // block["log_points"])
     return {**model, **block["optimizers"][opt], "batch_size": batch, "steps": steps, "lr": 2.0 ** log2_lr,
-            "seed": seed, "schedule": "cosine", "warmup_steps": int(block["warmup_frac"] * steps),
+            "seed": seed, "warmup_steps": int(block["warmup_frac"] * steps),
             "weight_decay": 0.0, "clip": None, "log_every": log_every, "eval_every": steps, "ckpt_every": steps,
             "val_batches": max(1, block["val_sequences"] // batch),
             "noise_scale_every": max(1, steps // block["noise_points"])}

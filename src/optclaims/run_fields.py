@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .markdown_block import Block
 from .report.build import escape_markdown
-from .settings import FAMILIES, SETTINGS, run_schema
+from .settings import FAMILIES, SETTINGS
 
 TABLE = Block("run-fields", "written by `optclaims run-fields` from src/optclaims/schemas/run.schema.json; "
               "do not edit by hand")
@@ -33,14 +33,13 @@ def allowed(prop: dict) -> str:
     return text + " or null" if "null" in kinds else text
 
 
-def _default(key: str, prop: dict) -> str:
-    """Its default, "required" for a field the schema requires (of a family: with it on), or
-    "absent (off)" for an optional one without a default (absent from a run that does not set it,
-    so adding it left every other run_id as it was)."""
+def _default(prop: dict) -> str:
+    """Its default, "absent (off)" for an ``x-optional`` field (no default: absent from a run that does
+    not set it, so adding it left every other run_id as it was), or "required": a field without
+    either is required (of a family: with it on)."""
     if "default" in prop:
         return _value(prop["default"])
-    required = key in run_schema()["required"] or "x-family" in prop
-    return "required" if required else "absent (off)"
+    return "absent (off)" if prop.get("x-optional") else "required"
 
 
 def _family(prop: dict) -> str:
@@ -50,7 +49,7 @@ def _family(prop: dict) -> str:
 
 def table_block() -> str:
     """The block, markers included: one row per field, in the schema's order."""
-    rows = [f"| `{key}` | {allowed(p)} | {_default(key, p)} | {_family(p)} | {escape_markdown(p['description'])} |"
+    rows = [f"| `{key}` | {allowed(p)} | {_default(p)} | {_family(p)} | {escape_markdown(p['description'])} |"
             for key, p in SETTINGS.items()]
     return TABLE.wrap(["| field | allowed | default | only with | meaning |", "| --- | --- | --- | --- | --- |", *rows])
 
