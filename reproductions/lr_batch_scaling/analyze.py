@@ -439,9 +439,11 @@ def analyze(ctx):
     for opt, p in j["per"].items():
         est = p["est"]
         lo, hi = eta_intervals(est, th["level"])
-        for b, e, low, high, edge in zip(est["batches"], est["log2_eta"], lo, hi, est["edge"]):
+        for b, e, low, high, edge, losses in zip(est["batches"], est["log2_eta"], lo, hi, est["edge"], est["loss"]):
             bs = p["best"][p["best"].batch == b].b_simple if len(p["best"]) else pd.Series(dtype=float)
+            best_loss = float(np.min(losses[np.isfinite(losses)])) if np.isfinite(losses).any() else math.inf
             rows.append({"optimizer": opt, "batch": b, "log2_eta_star": e, "low": low, "high": high, "on_edge": bool(edge),
+                         "best_seed_mean_loss": best_loss,
                          "b_simple_late": float(bs.iloc[0]) if len(bs) else math.nan, "seeds": est["seeds"],
                          "sigma_seed": est["sigma"]})
     table = pd.DataFrame(rows)
