@@ -35,7 +35,8 @@ def family_run(family, **kw):
 def test_every_field_is_required_defaulted_or_of_a_family_and_says_what_it_means():
     required = set(run_schema()["required"])
     for key, p in SETTINGS.items():
-        assert (key in required) + ("default" in p) == 1 or "x-family" in p, key
+        # x-optional: no default and not required, absent unless a run sets it (a measurement)
+        assert (key in required) + ("default" in p) + bool(p.get("x-optional")) == 1 or "x-family" in p, key
         assert p["description"].strip() and "\n" not in p["description"], key
         assert p.get("x-family") in (None, *FAMILIES), key
     assert {k for f in FAMILIES.values() for k in f.fields if k not in f.defaults} == {
@@ -120,7 +121,8 @@ def test_the_readme_table_of_run_fields_is_the_schemas(tmp_path):
         row = next(line for line in block.splitlines() if line.startswith(f"| `{key}` |"))
         cells = [c.strip() for c in row.strip("|").split(" | ")]
         assert cells[1] == allowed(p)
-        assert cells[2] == (f"`{json.dumps(p['default']).strip(chr(34))}`" if "default" in p else "required")
+        assert cells[2] == (f"`{json.dumps(p['default']).strip(chr(34))}`" if "default" in p
+                            else "absent (off)" if p.get("x-optional") else "required")
         assert cells[3] == (f"{FAMILIES[p['x-family']].switch} = `{FAMILIES[p['x-family']].value}`" if "x-family" in p else "")
     readme = tmp_path / "README.md"
     shutil.copy(ROOT / "README.md", readme)

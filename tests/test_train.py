@@ -226,3 +226,42 @@ def test_a_corrupted_model_is_refused_before_evaluation(tiny_data, tiny_run, tmp
     flip_byte(model, at=0.7)
     with pytest.raises(CorruptFileError, match="model_sha256"):
         load_model(model, sha256=summary["model_sha256"])
+
+
+def test_gradient_noise_is_measured_without_changing_the_run(tiny_data, tiny_run, tmp_path):
+    plain = train_run(tiny_run(steps=12), tmp_path / "plain", tiny_data)
+    noisy = train_run(tiny_run(steps=12, noise_scale_every=4), tmp_path / "noisy", tiny_data)
+    a, b = (pd.read_parquet(tmp_path / d / "metrics.parquet") for d in ("plain", "noisy"))
+    assert noisy["final_val_loss"] == plain["final_val_loss"] and a.train_loss.tolist() == b.train_loss.tolist()
+    assert "noise_trace" not in a.columns
+    measured = b[b.noise_trace.notna()]
+    assert measured.step.tolist() == [4, 8, 12]
+    assert (measured.noise_trace > 0).all() and measured.noise_grad_sq.notna().all()
+
+
+def test_gradient_noise_is_the_unbiased_per_sequence_estimate(tiny_data, tiny_run):
+    """With one sequence per micro-batch, tr(Σ) is the trace of the per-sequence gradients' sample
+    covariance (ddof 1) and |G|² = |mean g|² − tr(Σ)/B; each member of a population gets its own."""
+    import torch
+
+    from optclaims.data.shards import TokenShard
+    from optclaims.train import _member_batches, build_population, gradient_noise
+
+    from contextlib import nullcontext
+
+    cfgs = [tiny_run(seed=0), tiny_run(seed=1, lr=1e-3)]
+    model, optimizers, _ = build_population(cfgs, torch.device("cpu"))
+    x, y = _member_batches(TokenShard(tiny_data / "tokens", "train"), cfgs, 0, torch.device("cpu"))
+    trace, grad_sq = gradient_noise(model, optimizers.params, x, y, nullcontext, micro=4)
+    assert all(p.grad is None for p in optimizers.params)
+    B = x.shape[1]
+    for k in range(2):
+        per_seq = []
+        for i in range(B):
+            model(x[:, i:i + 1], y[:, i:i + 1])[1][k].backward()
+            per_seq.append(torch.cat([p.grad[k].flatten().double() for p in optimizers.params]))
+            optimizers.zero_grad()
+        g = torch.stack(per_seq)
+        tr = float(((g - g.mean(0)) ** 2).sum() / (B - 1))
+        assert trace[k].item() == pytest.approx(tr, rel=1e-4)
+        assert grad_sq[k].item() == pytest.approx(float(g.mean(0).pow(2).sum()) - tr / B, rel=1e-3, abs=1e-6)

@@ -9,7 +9,8 @@ member's steps times the population's tokens per step, divided by the aggregate 
 gives for that device, optimizer and population size, plus its compilation where it runs compiled
 steps (a quarter of it for a later population of a shape already compiled: inductor's on-disk
 cache). A row is converted to another shape at equal FLOP/s (tokens/s × FLOPs per token).
-Validation passes are counted at a third of a training token's cost.
+Validation passes are counted at a third of a training token's cost, a gradient-noise measurement
+(`noise_scale_every`) as one training step.
 
 The table, ``workflows/throughput.csv``, holds one row per measurement (``optclaims bench-population
 --record``) with its device and date, or per estimate with its source; ``measured`` says which.
@@ -174,7 +175,9 @@ def claim_cost(plan, claim: str, table: pd.DataFrame, repro_dir: Path = DEFAULT_
             t = throughput(table, device, c, K, compiled)
             steps = max(x["steps"] for x in cfgs)
             evals = (steps // c["eval_every"] + 1) * c["val_batches"] / 3  # forward-only passes
-            seconds += t["startup_s"] + (steps + evals) * K * c["batch_size"] * c["seq_len"] / t["tokens_per_s"]
+            # gradient-noise measurements (noise_scale_every): a forward and backward of the step's batch each
+            noise = max((x["steps"] // x["noise_scale_every"] if x.get("noise_scale_every") else 0) for x in cfgs)
+            seconds += t["startup_s"] + (steps + evals + noise) * K * c["batch_size"] * c["seq_len"] / t["tokens_per_s"]
             if compiled:
                 # a later population of a compiled shape finds most of it in inductor's on-disk cache
                 shape = (population_key(c), K)  # the graph depends on the member count too

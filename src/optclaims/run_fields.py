@@ -34,8 +34,12 @@ def allowed(prop: dict) -> str:
 
 
 def _default(prop: dict) -> str:
-    """Its default, or "required": a field without one is required (of a family: with it on)."""
-    return _value(prop["default"]) if "default" in prop else "required"
+    """Its default, "absent (off)" for an ``x-optional`` field (no default: absent from a run that does
+    not set it, so adding it left every other run_id as it was), or "required": a field without
+    either is required (of a family: with it on)."""
+    if "default" in prop:
+        return _value(prop["default"])
+    return "absent (off)" if prop.get("x-optional") else "required"
 
 
 def _family(prop: dict) -> str:

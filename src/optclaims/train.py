@@ -183,10 +183,13 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
     metrics = StepMetrics(total, K, act_steps, len(act_names), device)
     timer = _Throughput(device, elapsed_before, start * K * first["batch_size"] * first["seq_len"])
     flushed = start
+    noise: dict[int, torch.Tensor] = {}  # step → (2, K) gradient noise (tr Σ, |G|²), until flushed
 
     model.train()
     for s in range(start, total):
         x, y = _member_batches(train_data, cfgs, s, device)
+        if any(_measures_noise(c, s) for c in cfgs):  # eager, before the step: its trajectory is untouched
+            noise[s] = gradient_noise(model, optimizers.params, x, y, autocast)
         if s < act_steps:  # eager, so the compiled graph never sees the hooks
             recorded: list[torch.Tensor] = []
             with record_activations(model, recorded):
@@ -206,7 +209,8 @@ def _train(members: list[Member], todo: list[Member], data_dir: Path, state_dir:
         # host copy of everything since the last flush: rows are complete up to `done` before
         # anything is attached to them or saved with them
         alive, diverged_at = progress.alive.tolist(), progress.diverged_at.tolist()
-        _append_rows(logs, cfgs, metrics, flushed, done, diverged_at, act_names)
+        _append_rows(logs, cfgs, metrics, flushed, done, diverged_at, act_names, noise)
+        noise = {}
         flushed = done
         timer.mark(done * K * batch * seq)
         # members whose own run logs this step (as it would alone: not at another member's end)
@@ -265,11 +269,59 @@ def train_step(step_model, optimizers: OptimizerSet, progress: Progress, x: torc
     return loss.detach(), grad_norm
 
 
+def _measures_noise(cfg: dict, step: int) -> bool:
+    """Whether a run measures its gradient noise before 0-based ``step`` (its row ``step + 1``)."""
+    every = cfg.get("noise_scale_every")
+    return bool(every) and (step + 1) % every == 0 and step < cfg["steps"]
+
+
+NOISE_MICRO_BATCHES = 8
+
+
+@torch.no_grad()
+def _sq_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([t.double().pow(2).sum(dim=tuple(range(1, t.ndim))) for t in tensors]).sum(dim=0)
+
+
+def gradient_noise(model, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, autocast,
+                   micro: int = NOISE_MICRO_BATCHES) -> torch.Tensor:
+    """(2, K): per member, tr(Σ) (the per-sequence gradient covariance's trace) and |G|² (the true
+    gradient's squared norm), unbiased estimates from the step's (K, B, T) batch split into m equal
+    micro-batches of b sequences (McCandlish et al., arXiv 1812.06162, App. A): with S_b the mean
+    squared norm of the micro-batch gradients and S_B that of their mean, E S_b = |G|² + tr(Σ)/b, so
+    tr(Σ) = (S_b − S_B)/(1/b − 1/B) and |G|² = (B·S_B − b·S_b)/(B − b). B_simple = tr(Σ)/|G|², in
+    sequences (Su, kexue.fm/archives/11280). Leaves no gradients behind; NaN where B = 1."""
+    B = x.shape[1]
+    m = min(micro, B)
+    while B % m:
+        m -= 1
+    b = B // m
+    total = [torch.zeros_like(p) for p in params]
+    small = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    for j in range(m):
+        with autocast():
+            loss = model(x[:, j * b:(j + 1) * b], y[:, j * b:(j + 1) * b])[1]
+        loss.float().sum().backward()
+        with torch.no_grad():
+            small += _sq_norms([p.grad for p in params])
+            for acc, p in zip(total, params):
+                acc += p.grad
+                p.grad = None
+    if m < 2:
+        return torch.full((2, x.shape[0]), math.nan, device=x.device)
+    s_small, s_big = small / m, _sq_norms([t / m for t in total])
+    trace = (s_small - s_big) / (1 / b - 1 / B)
+    grad_sq = (B * s_big - b * s_small) / (B - b)
+    return torch.stack([trace, grad_sq]).float()
+
+
 def _append_rows(logs: list[MemberLog], cfgs: list[dict], metrics: StepMetrics, flushed: int, done: int,
-                 diverged_at: list[int], act_names: list[str]) -> None:
+                 diverged_at: list[int], act_names: list[str], noise: dict | None = None) -> None:
     """Each open member's metrics rows for steps flushed+1..done, up to its own last step or the
-    step it diverged at (one host copy of the device buffers)."""
+    step it diverged at (one host copy of the device buffers), with the gradient noise of the steps
+    a member measures it at."""
     losses, norms, acts = metrics.host(flushed, done)
+    noise = {s: v.tolist() for s, v in (noise or {}).items()}
     for k, (cfg, log) in enumerate(zip(cfgs, logs)):
         if log.closed:
             continue
@@ -282,6 +334,8 @@ def _append_rows(logs: list[MemberLog], cfgs: list[dict], metrics: StepMetrics, 
                    "train_loss": losses[i][k], "grad_norm": norms[i][k], "clipped": norms[i][k] > _clip(cfg)}
             if step < min(cfg["activation_steps"], len(metrics.acts)):
                 row.update({f"act_{name}": v for name, v in zip(act_names, acts[i][k])})
+            if step in noise and _measures_noise(cfg, step):
+                row["noise_trace"], row["noise_grad_sq"] = noise[step][0][k], noise[step][1][k]
             log.rows.append(row)
 
 
