@@ -76,17 +76,10 @@ def _positive_int(key: str, value: int | str, note: str = "") -> int:
 
 @register_model("optclaims")
 class OptclaimsLM(TemplateLM):
-    def __init__(
-        self,
-        run_dir: str | Path,
-        tokenizer: str | Path,
-        device: str = "auto",
-        batch_size: int | str = 16,
-        max_gen_toks: int | str = 64,
-        max_batch_size: int | None = None,
-    ):
+    def __init__(self, run_dir: str | Path, tokenizer: str | Path, **options):
+        """``options``: device, batch_size, max_gen_toks (their defaults are checked_args')."""
         super().__init__()
-        args = checked_args(run_dir, tokenizer, device, batch_size, max_gen_toks, max_batch_size)
+        args = checked_args(run_dir, tokenizer, **options)
         self.run_dir, self._device, self.batch_size, self.max_gen_toks = (
             args.run_dir, args.device, args.batch_size, args.max_gen_toks)
         self.tok = args.tok  # encodes text exactly as the token shards were
