@@ -8,7 +8,7 @@ import pytest
 
 from optclaims.checkpoint import MODEL_FILE, STATE_FILE, load_model
 from optclaims.errors import ConfigError
-from optclaims.train import train_run
+from optclaims.train import Member, train_population, train_run
 
 
 def test_run_writes_the_contracted_outputs(tiny_data, tiny_run, tmp_path):
@@ -106,6 +106,22 @@ def test_runtime_choices(tiny_run, monkeypatch):
     big = tiny_run(d_model=1024, n_heads=16, steps=2_000_000)
     assert resolve_runtime([big]) == (torch.device("cuda"), torch.bfloat16, True)
     assert resolve_runtime([{**big, "activation_steps": 2_000_000}])[2] is False  # every step runs eager
+
+
+def test_a_compiled_population_trains_the_losses_of_the_eager_one(tiny_data, tiny_run, tmp_path):
+    """torch.compile's branch (bench-population and the full scale's large populations on CUDA),
+    exercised with inductor on the CPU: the same members, the same losses to float32 rounding
+    (inductor's fused kernels sum in another order; 12 steps grow that to about 2e-5)."""
+    def members(compile_, where):
+        return [Member(tiny_run(optimizer="muon", compile=compile_, lr=lr, seed=k, steps=12, log_every=4), tmp_path / where / str(k))
+                for k, lr in enumerate((0.02, 0.005))]
+    eager = train_population(members(False, "eager"), tiny_data, tmp_path / "eager")
+    compiled = train_population(members(True, "compiled"), tiny_data, tmp_path / "compiled")
+    assert [s["compiled"] for s in compiled] == [True, True] and [s["compiled"] for s in eager] == [False, False]
+    for e, c in zip(eager, compiled):
+        assert c["final_val_loss"] == pytest.approx(e["final_val_loss"], rel=1e-4)
+    rows = [pd.read_parquet(tmp_path / where / "0" / "metrics.parquet") for where in ("eager", "compiled")]
+    assert rows[1].train_loss.tolist() == pytest.approx(rows[0].train_loss.tolist(), rel=1e-4)
 
 
 def test_bf16_autocast_path_trains(tiny_data, tiny_run, tmp_path):
