@@ -37,6 +37,8 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
+from ..settings import DEFAULTS
+
 from ..settings import choices
 from .closure import evaluate_closure
 
@@ -84,7 +86,8 @@ def update_scale(shape, scale: str) -> float:
     raise ValueError(f"unknown Muon update scale {scale!r}; expected one of {SCALES}")
 
 
-def muon_update(grad: Tensor, momentum_buffer: Tensor, momentum, nesterov: bool = True, ns_steps: int = 5,
+def muon_update(grad: Tensor, momentum_buffer: Tensor, momentum, nesterov: bool = True,
+                ns_steps: int = DEFAULTS["muon_ns_steps"],
                 coefficients=NS_COEFFICIENTS, eps: float = 1e-7) -> Tensor:
     """One Muon direction O_t ≈ msign(N_t) of every matrix in ``grad`` (shape (..., A, B)), before
     the scale s(A, B) and the learning rate. Updates ``momentum_buffer`` in place to
@@ -107,8 +110,9 @@ class Muon(torch.optim.Optimizer):
     Groups may carry extra keys ("name", "lr_mult", ...).
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.95, nesterov: bool = True, weight_decay: float = 0.0,
-                 ns_steps: int = 5, ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, scale: str = "moonlight"):
+    def __init__(self, params, lr: float, momentum: float = DEFAULTS["muon_momentum"], nesterov: bool = True,
+                 weight_decay: float = 0.0, ns_steps: int = DEFAULTS["muon_ns_steps"], ns_coefficients=NS_COEFFICIENTS,
+                 eps: float = 1e-7, scale: str = DEFAULTS["muon_scale"]):
         if not lr >= 0.0:
             raise ValueError(f"invalid learning rate {lr}")
         if not 0.0 <= momentum < 1.0:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .hyper import MemberHypers, ROLES
 from .muon import MUON_ROLES, muon_update
-from ..settings import run_schema
+from ..settings import DEFAULTS, run_schema
 from .spectral_decay import top_singular_triplet
 
 def per_member(t: Tensor, like: Tensor) -> Tensor:
@@ -255,7 +255,7 @@ class StackedSpectralDecay:
 class OptimizerSet:
     """A population's optimizers over the model's parameter roles, stepped as one."""
 
-    def __init__(self, model, hypers: MemberHypers, optimizer: str, ns_steps: int = 5):
+    def __init__(self, model, hypers: MemberHypers, optimizer: str, ns_steps: int = DEFAULTS["muon_ns_steps"]):
         self.h = hypers
         self.params = list(model.parameters())
         named = [(name, role, p) for role, group in model.param_groups().items() for name, p in group]
