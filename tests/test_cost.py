@@ -17,7 +17,8 @@ import yaml
 from optclaims import bench, cost
 from optclaims.claims import list_claims, load_claim_module
 from optclaims.cli import main
-from optclaims.model import GPT, flops_per_token
+from optclaims.model import GPT
+from optclaims.shape import flops_per_token
 from optclaims.parametrization import member_init
 from optclaims.plan import build_plan
 from optclaims.runs import make_run_config

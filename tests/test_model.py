@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from optclaims.model import GPT, GPTConfig, MemberInit, flops_per_token
+from optclaims.model import GPT, GPTConfig, MemberInit
+from optclaims.shape import flops_per_token
 
 
 def tiny(**kw):

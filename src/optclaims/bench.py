@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .model import flops_per_token
+from .shape import flops_per_token
 from .provenance import bf16_peak_flops, device_name
 from .runs import make_run_config
 from .settings import run_schema

@@ -260,9 +260,3 @@ def record_activations(model: GPT, out: list[torch.Tensor]):
     finally:
         for h in handles:
             h.remove()
-
-
-def flops_per_token(cfg: GPTConfig, n_matmul_params: int) -> float:
-    """Training FLOPs per token of one member: 6N for the weight matmuls (forward + backward) plus
-    the attention scores and values, 6·2·L·T·d (PaLM appendix B convention, causal mask not discounted)."""
-    return 6.0 * n_matmul_params + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model

@@ -15,8 +15,7 @@ import math
 from collections import defaultdict
 
 from .errors import ConfigError
-from .model import flops_per_token
-from .shape import model_config
+from .shape import flops_per_token, model_config
 
 POPULATION_KEYS = ("data", "vocab_size", "d_model", "n_layers", "n_heads", "seq_len", "mlp_ratio", "batch_size",
                    "optimizer", "muon_ns_steps", "dtype", "compile", "device", "log_every", "eval_every",

@@ -44,3 +44,9 @@ SHAPE_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name in SETTINGS)
 def model_config(cfg: dict) -> GPTConfig:
     """The shape of a run config's model; a partial config (a cost-table row) gets the defaults."""
     return GPTConfig(**{k: cfg[k] for k in SHAPE_KEYS if k in cfg})
+
+
+def flops_per_token(cfg: GPTConfig, n_matmul_params: int) -> float:
+    """Training FLOPs per token of one member: 6N for the weight matmuls (forward + backward) plus
+    the attention scores and values, 6·2·L·T·d (PaLM appendix B convention, causal mask not discounted)."""
+    return 6.0 * n_matmul_params + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model

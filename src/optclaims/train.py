@@ -29,7 +29,7 @@ from . import checkpoint
 from .atomic import atomic_output, file_sha256, held_locks, read_json, write_json
 from .data.shards import TokenShard
 from .devices import resolve_device
-from .model import GPT, activation_names, flops_per_token, record_activations
+from .model import GPT, activation_names, record_activations
 from .optim import OptimizerSet, clip_member_grads_, member_hypers
 from .optim.schedules import lr_lambda
 from .optim.spectral_decay import spectrum
@@ -38,7 +38,7 @@ from .population import check_population, compiles, population_id
 from .provenance import bf16_peak_flops, device_name, git_commit, library_versions
 from .runs import run_id
 from .settings import DEFAULTS
-from .shape import model_config
+from .shape import flops_per_token, model_config
 
 
 @dataclass
