@@ -8,7 +8,7 @@ eager float32 on CPU). It prints per K: step ms, the optimizer step's share, agg
 MFU (bf16 dense peak of the device; none on CPU), the speed-up over K = 1 per member, and the
 first step's extra seconds (torch.compile and warm-up); a recorded row's start-up adds this
 process's own (interpreter and imports). ``--json`` writes the figures;
-``--record`` appends them to the cost table (``workflows/throughput.csv``) that
+``--record`` appends them, row by row as measured, to the cost table (``workflows/throughput.csv``) that
 ``optclaims plan --cost`` reads.
 """
 
@@ -25,14 +25,16 @@ from pathlib import Path
 
 import torch
 
-from .shape import flops_per_token
+from .cost import record_measurements
 from .provenance import bf16_peak_flops, device_name
 from .runs import make_run_config
 from .settings import run_schema
+from .shape import flops_per_token
 
 SHAPES = {  # d_model, n_layers, n_heads, seq_len, vocab_size
     "sweep": (256, 4, 4, 256, 8192),   # the issue's reference shape (a small gpu-scale sweep model)
     "tiny": (64, 2, 2, 64, 2048),      # a smoke-scale model
+    "small": (128, 4, 4, 128, 8192),   # lr_batch_scaling's gpu model: at a batch of 8, steps bound by kernel launches
 }
 
 
@@ -165,12 +167,11 @@ def run(args: argparse.Namespace) -> None:
             configs = population_configs(shape, opt, K, batch, warmup + steps, cuda and not args.no_compile)
             rows.append(bench_population(configs, warmup, steps))
             print(json.dumps({k: rows[-1][k] for k in ("optimizer", "members", "step_ms", "tokens_per_s", "mfu")}), flush=True)
+            if args.record:  # row by row, so a bench stopped at its time limit keeps what it measured
+                record_measurements(Path(args.record), rows[-1:], startup_s)
     print(format_table(rows))
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"device": where, "torch": torch.__version__, "results": rows}, indent=2) + "\n")
-    if args.record:
-        from .cost import record_measurements
 
-        record_measurements(Path(args.record), rows, startup_s)
