@@ -5,18 +5,22 @@ Su, kexue.fm/archives/11340: a good model f(x; ω) keeps, as maxima over inputs 
   dependency stability  max_{x1,x2} ‖f(x1; ω) − f(x2; ω)‖_RMS = Θ(1)
   update stability      max_x       ‖f(x; ω + Δω) − f(x; ω)‖_RMS = Θ(1), Δω one optimizer update.
 
-No training of its own: the runs are another claim's (``coord_sweep``, e.g. mup_transfer's), the
-same run_ids, trained once, in two regimes: ``coord``, its coordinate check (k steps at one large LR
-for every width), and ``sweep``, its LR sweep's first seed at the LR the narrowest width finds best,
-the same LR at every width, trained to the end of its schedule. After training, each run is
-measured from its saved weights (``model.safetensors``) and, for the coordinate check, from its
-initialisation (ω_0, rebuilt from the config, as the trainer builds it):
-the statistics on a fixed probe batch from the validation split, each input one token position
-(its context), the maximum taken over the probe's positions (and over all pairs of them); Δω is
-one step of the run's own optimizer (its per-group LRs at the schedule's peak, fresh state: at ω_0
-exactly the run's first update) on the run's next training batch.
-``judge`` fits each statistic's width exponent (least squares of ln statistic on ln width, a t
-interval from the line's own residuals) and decides it against the band in claim.yaml.
+The runs are another claim's (``coord_sweep``, e.g. mup_transfer's), the same run_ids, trained
+once, in two regimes: ``coord``, its coordinate check (k steps at one large LR for every width),
+and ``sweep``, its LR sweep's first seed at the LR the narrowest width finds best, the same LR at
+every width, trained to the end of its schedule. The only runs of its own are copies of the
+coordinate check with the other seeds of ``coord_seeds``, so each width there has several runs.
+After training, each run is measured from its saved weights (``model.safetensors``) and, for the
+coordinate check, from its initialisation (ω_0, rebuilt from the config, as the trainer builds
+it): the statistics on a fixed probe batch from the validation split, each input one token
+position (its context), the maximum taken over the probe's positions (and over all pairs of them).
+Δω is one step of the run's own optimizer (its per-group LRs at the schedule's peak) on the run's
+next training batch: at the saved weights with its state (Adam's moments, Muon's momentum) first
+warmed at LR 0 on the run's last ``warm_batches`` training batches; at ω_0 a fresh optimizer's,
+exactly the run's first update. A diverged run is not measured: it gives its width a point of +∞
+on the logits, at the end. ``judge`` fits each statistic's width exponent (least squares of ln
+statistic on ln width over the finite points, a t interval from that line's own residuals, n − 2
+degrees of freedom) and decides it against the band in claim.yaml.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ CONDITIONS = ("forward", "dependency", "update")
 OUTPUT = "logits"  # the model's output f(x; ω): the statistic each verdict line is decided on
 TIMES = ("init", "end")  # the run's initialisation, and its saved weights at the end of its steps
 REGIMES = {"coord": "after k steps", "sweep": "trained"}
-FRAME_COLUMNS = ["run_id", "variant", "width", "regime", "time", "layer", "condition", "value"]
+FRAME_COLUMNS = ["run_id", "variant", "width", "seed", "regime", "time", "layer", "condition", "value"]
 
 # ------------------------------------------------------------------ plan
 
@@ -68,10 +72,24 @@ def regime_of(cfg: dict) -> str:
     return "coord" if cfg.get("activation_steps") else "sweep"
 
 
+def coord_seeds(block: dict, src: dict) -> list[int]:
+    """The scale's ``coord_seeds``, checked: the coordinate check's seeds, the source claim's own
+    (its runs, trained once for both claims) and the extra ones whose copies this claim trains."""
+    seeds = block.get("coord_seeds")
+    if (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+            or len(set(seeds)) != len(seeds) or src["seed"] not in seeds):
+        raise ConfigError(f"invalid stability_conditions scale: coord_seeds = {seeds!r} must be a list of distinct seeds "
+                          f"(integers ≥ 0) that includes the source claim's seed {src['seed']}")
+    return seeds
+
+
 def plan_runs(block: dict) -> list[dict]:
     """The named claim's own runs (its plan_runs, unchanged: the same run_ids) of this claim's
-    variants and regimes: its coordinate check, and its LR sweep's first seed."""
+    variants and regimes: its coordinate check, and its LR sweep's first seed; then, for each
+    coordinate-check run, its copies with the other ``coord_seeds`` (the only runs of this claim's
+    own: four steps each, so each width has several independent runs)."""
     src, module = source_block(block)
+    seeds = coord_seeds(block, src)
     regimes = block["regimes"]
     if not regimes or set(regimes) - set(REGIMES):
         raise ConfigError(f"invalid stability_conditions scale: regimes = {regimes!r} must be some of {', '.join(REGIMES)}")
@@ -80,7 +98,8 @@ def plan_runs(block: dict) -> list[dict]:
     for regime in regimes:
         if not any(regime_of(f) == regime for f in keep):
             raise ConfigError(f"coord_sweep: claim {block['coord_sweep']['claim']!r} plans no run of regime {regime!r}")
-    return keep
+    copies = [{**f, "seed": s} for f in keep if regime_of(f) == "coord" for s in seeds if s != f["seed"]]
+    return keep + copies
 
 
 # ------------------------------------------------------------------ the three statistics
@@ -208,10 +227,12 @@ def sweep_choice(runs, block: dict) -> dict[str, float]:
 
 
 def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
-    """Long frame (FRAME_COLUMNS): every coordinate-check run at both times, and the sweep's runs at
-    each variant's ``sweep_choice`` at the end. Diverged runs are left out (their width then has
-    no point), and so are runs whose weights are not on disk."""
+    """Long frame (FRAME_COLUMNS): every coordinate-check run (each of ``coord_seeds``) at both
+    times, and the sweep's runs at each variant's ``sweep_choice`` at the end. A diverged run is a
+    result, not measured: a point of value +∞ for every condition on the logits at the end. A run
+    that finished ok without its weights on disk is an error (FileNotFoundError), not skipped."""
     src, module = source_block(block)
+    seeds = coord_seeds(block, src)
     chosen = sweep_choice(runs, block)
     rows = []
     for r in runs:
@@ -219,12 +240,18 @@ def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
         variant, regime = module.variant_of(r.config, src), regime_of(r.config)
         if regime not in block["regimes"] or variant not in block["variants"]:
             continue
+        if regime == "coord" and r.config["seed"] not in seeds:
+            continue
         if regime == "sweep" and (r.config["seed"] != src["seed"] or not math.isclose(r.config["lr"], chosen.get(variant, math.nan))):
             continue
-        if r.summary.get("status") != "ok" or not path.exists():
+        meta = {"run_id": r.run_id, "variant": variant, "width": r.config["d_model"], "seed": r.config["seed"],
+                "regime": regime}
+        if r.diverged:
+            rows += [{**meta, "time": "end", "layer": OUTPUT, "condition": c, "value": math.inf} for c in CONDITIONS]
             continue
+        if not path.exists():
+            raise FileNotFoundError(f"run {r.run_id} finished ok but its weights {path} are missing")
         data_dir = Path(scale_dir) / "data" / r.config["data"]
-        meta = {"run_id": r.run_id, "variant": variant, "width": r.config["d_model"], "regime": regime}
         times = TIMES if regime == "coord" else ("end",)
         rows += [{**meta, **m} for m in measure_run(r.config, path, data_dir, block["probe"], times)]
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
@@ -234,51 +261,35 @@ def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
 
 
 def width_exponent(widths, values, level: float) -> dict:
-    """α of statistic ∝ width^α: the least-squares slope of ln value on ln width, with the
-    ``level`` t interval from the line's own residuals (n − 2 degrees of freedom); NaN bounds with
-    fewer than three positive points."""
+    """α of statistic ∝ width^α: the least-squares slope of ln value on ln width over the finite
+    positive points (several runs at one width are several points), with the ``level`` t interval
+    from the line's own residual scatter (n − 2 degrees of freedom); NaN bounds without a residual
+    degree of freedom. Beside it: ``diverged``, the widths with a point of +∞ (a diverged run),
+    and ``span``, the ratio of the widest to the narrowest width with a finite point."""
     w, v = np.asarray(widths, float), np.asarray(values, float)
     ok = np.isfinite(v) & (v > 0)
     x, y = np.log(w[ok]), np.log(v[ok])
     out = {"exponent": math.nan, "low": math.nan, "high": math.nan, "n": int(ok.sum()), "widths": int(np.unique(x).size),
-           "rss": math.nan, "sxx": 0.0, "dof": 0}
+           "dof": 0, "scatter": math.nan, "span": float(w[ok].max() / w[ok].min()) if ok.any() else math.nan,
+           "diverged": tuple(int(d) for d in np.unique(w[np.isposinf(v)]))}
     if np.unique(x).size < 2:
         return out
     slope, intercept = np.polyfit(x, y, 1)
-    out.update(exponent=float(slope), dof=len(x) - 2, sxx=float(((x - x.mean()) ** 2).sum()),
-               rss=float(((y - slope * x - intercept) ** 2).sum()))
+    out.update(exponent=float(slope), dof=len(x) - 2)
     if out["dof"] > 0:
-        out["low"], out["high"] = t_bounds(out, math.sqrt(out["rss"] / out["dof"]), out["dof"], level)
+        s = math.sqrt(float(((y - slope * x - intercept) ** 2).sum()) / out["dof"])
+        half = float(stats.t.ppf(0.5 + level / 2, out["dof"])) * s / math.sqrt(float(((x - x.mean()) ** 2).sum()))
+        out.update(scatter=s, low=out["exponent"] - half, high=out["exponent"] + half)
     return out
 
 
-def t_bounds(fit: dict, s: float, dof: int, level: float) -> tuple[float, float]:
-    half = float(stats.t.ppf(0.5 + level / 2, dof)) * s / math.sqrt(fit["sxx"])
-    return fit["exponent"] - half, fit["exponent"] + half
-
-
-def pool_flat_lines(fits: dict, predictions: dict, level: float) -> None:
-    """The intervals of the lines predicted flat, with the residual scatter pooled over the variants
-    of one regime and condition (Σ RSS / Σ (n − 2)): the same protocol measures them all, and one
-    line's two or three residual degrees of freedom alone would make every interval wide. Lack of
-    fit in any of them widens all of them (conservative). In place."""
-    groups: dict[tuple, list[dict]] = {}
-    for (regime, variant, condition), fit in fits.items():
-        if predictions.get(variant, {}).get(condition) == "flat" and fit["dof"] > 0 and np.isfinite(fit["rss"]):
-            groups.setdefault((regime, condition), []).append(fit)
-    for group in groups.values():
-        dof = sum(f["dof"] for f in group)
-        s = math.sqrt(sum(f["rss"] for f in group) / dof)
-        for f in group:
-            f["low"], f["high"] = t_bounds(f, s, dof, level)
-            f["pooled"] = f"residual scatter {s:.3f} in ln, pooled over {len(group)} lines, {dof} dof"
-
-
-EXPONENT_COLUMNS = ["variant", "regime", "time", "layer", "condition", "exponent", "low", "high", "n", "widths"]
+EXPONENT_COLUMNS = ["variant", "regime", "time", "layer", "condition", "exponent", "low", "high", "n", "widths", "dof",
+                    "scatter", "span", "diverged"]
 
 
 def exponent_table(frame: pd.DataFrame, level: float) -> pd.DataFrame:
-    """Per variant, regime, time, layer and condition: the width exponent with its interval."""
+    """Per variant, regime, time, layer and condition: the width exponent with its interval (the
+    rows the verdict's lines are read from: the logits at the end)."""
     rows = []
     keys = ["variant", "regime", "time", "layer", "condition"]
     for key, g in frame.groupby(keys, sort=False):
@@ -286,11 +297,23 @@ def exponent_table(frame: pd.DataFrame, level: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EXPONENT_COLUMNS)
 
 
+def diverged_text(fit: dict) -> str:
+    return f"diverged at width {', '.join(map(str, fit['diverged']))}"
+
+
 def line_status(fit: dict, prediction: str, th: dict) -> tuple[str, str]:
-    """(status, why) of one predicted line from its exponent's interval."""
+    """(status, why) of one predicted line: a flat line with a diverged width fails; too few widths,
+    an unbounded interval or finite widths spanning less than ``min_span`` leave it undecided;
+    else its exponent's interval decides."""
     low, high = fit["low"], fit["high"]
+    if prediction == "flat" and fit["diverged"]:
+        return "not_reproduced", f"{diverged_text(fit)}: not Θ(1)"
+    beside = f"; {diverged_text(fit)} (no finite point)" if fit["diverged"] else ""
     if fit["widths"] < th["min_widths"] or not (np.isfinite(low) and np.isfinite(high)):
-        return "inconclusive", f"{fit['widths']} widths with a positive statistic (at least {th['min_widths']} needed)"
+        return "inconclusive", (f"{fit['widths']} widths with a positive statistic (at least {th['min_widths']} "
+                                f"needed){beside}")
+    if not fit["span"] >= th["min_span"]:
+        return "inconclusive", f"the finite widths span {fit['span']:g}× (at least {th['min_span']:g}× needed){beside}"
     band = th["flat_band"]
     if prediction == "flat":
         if -band <= low and high <= band:
@@ -300,30 +323,34 @@ def line_status(fit: dict, prediction: str, th: dict) -> tuple[str, str]:
         return "inconclusive", f"interval straddles ±{band:g}"
     grow = th["grows_min"]
     if low > grow:
-        return "reproduced", f"interval wholly above {grow:g}"
+        return "reproduced", f"interval wholly above {grow:g}{beside}"
     if high < grow:
-        return "not_reproduced", f"interval wholly below {grow:g}"
-    return "inconclusive", f"interval straddles {grow:g}"
+        return "not_reproduced", f"interval wholly below {grow:g}{beside}"
+    return "inconclusive", f"interval straddles {grow:g}{beside}"
 
 
 def fit_text(fit: dict, level: float) -> str:
-    scatter = fit.get("pooled", "own residuals")
-    return (f"α = {fit['exponent']:+.3f} [{fit['low']:+.3f}, {fit['high']:+.3f}] ({level:.0%}, {fit['widths']} widths; "
-            f"{scatter})")
+    return (f"α = {fit['exponent']:+.3f} [{fit['low']:+.3f}, {fit['high']:+.3f}] ({level:.0%}; {fit['n']} runs at "
+            f"{fit['widths']} widths spanning {fit['span']:g}×; own residual scatter {fit['scatter']:.3f} in ln, "
+            f"{fit['dof']} dof)")
+
+
+def output_fits(exps: pd.DataFrame) -> dict:
+    """(regime, variant, condition) → the exponent table's row of the logits at the end: the lines
+    the verdict reads and reports, so the verdict and table.csv show the same intervals."""
+    at = exps[(exps.time == "end") & (exps.layer == OUTPUT)]
+    return {(r.regime, r.variant, r.condition): {k: getattr(r, k) for k in EXPONENT_COLUMNS} for r in at.itertuples()}
 
 
 def judge(frame: pd.DataFrame, block: dict, th: dict, labels: dict) -> dict:
     """Everything the verdict rests on, without figures: exponents, predicted lines, status."""
     level = th["confidence"]
     exps = exponent_table(frame, level)
-    out = frame[(frame.time == "end") & (frame.layer == OUTPUT)]
-    fits = {}
+    fits = output_fits(exps)
     for regime in block["regimes"]:
         for variant in block["variants"]:
             for condition in th["predictions"].get(variant, {}):
-                g = out[(out.regime == regime) & (out.variant == variant) & (out.condition == condition)]
-                fits[regime, variant, condition] = width_exponent(g.width, g.value, level)
-    pool_flat_lines(fits, th["predictions"], level)
+                fits.setdefault((regime, variant, condition), width_exponent([], [], level))  # nothing measured
     subs = []
     for regime in block["regimes"]:
         for variant in block["variants"]:
@@ -365,7 +392,7 @@ def decide(subs: list[dict]) -> tuple[str, str]:
 
 
 def plot_statistics(ctx, frame: pd.DataFrame, labels: dict, variants: list[str]) -> None:
-    out = frame[(frame.layer == OUTPUT) & (frame.value > 0)]
+    out = frame[(frame.layer == OUTPUT) & np.isfinite(frame.value) & (frame.value > 0)]  # a diverged run's +∞: no point
     if out.empty:
         return
     regimes = [r for r in REGIMES if r in set(out.regime)]
@@ -378,12 +405,15 @@ def plot_statistics(ctx, frame: pd.DataFrame, labels: dict, variants: list[str])
                 look = style(v)
                 for time, fill in (("end", look.color), ("init", "none")):
                     g = out[(out.variant == v) & (out.condition == condition) & (out.time == time)
-                            & (out.regime == regime)].sort_values("width")
+                            & (out.regime == regime)]
                     if g.empty:
                         continue
-                    ax.plot(g.width, g.value, color=look.color, marker=look.marker, mfc=fill, lw=1 if time == "end" else 0.7,
-                            ls="-" if time == "end" else ":",
+                    mean = np.exp(np.log(g.value).groupby(g.width).mean())  # each width's runs (seeds): their geometric mean
+                    ax.plot(mean.index, mean.values, color=look.color, marker=look.marker, mfc=fill,
+                            lw=1 if time == "end" else 0.7, ls="-" if time == "end" else ":",
                             label=f"{labels[v]}, {REGIMES[regime] if time == 'end' else 'init'}")
+                    if g.seed.nunique() > 1:
+                        ax.scatter(g.width, g.value, s=6, color=look.color, alpha=0.35, lw=0)
             ax.set(xscale="log", yscale="log", title=f"{condition} stability, {REGIMES[regime]}",
                    xlabel=axis_label("width", DIMENSIONS),
                    ylabel=axis_label("max over inputs of RMS", DIMENSIONLESS) if condition == CONDITIONS[0] else "")
@@ -393,7 +423,8 @@ def plot_statistics(ctx, frame: pd.DataFrame, labels: dict, variants: list[str])
     ctx.save_figure(fig, "conditions", "The three conditions of Su (kexue.fm/archives/11340) on the logits against width: "
                     "max over the probe's inputs of ‖f(x)‖_RMS (forward), of ‖f(x1) − f(x2)‖_RMS over all pairs "
                     "(dependency) and of ‖f(x; ω + Δω) − f(x; ω)‖_RMS after one optimizer update (update). Top: the "
-                    "coordinate check, k steps at one LR for every width (filled) and at initialisation (hollow); "
+                    "coordinate check, k steps at one LR for every width (filled) and at initialisation (hollow), "
+                    "the line through each width's geometric mean over its seeds (dots: each run); "
                     "bottom: the LR sweep trained to the end at the LR its narrowest width finds best, the same at "
                     "every width.")
     plt.close(fig)
@@ -446,23 +477,28 @@ def analyze(ctx):
     j = judge(frame, block, th, labels)
     exps = j["exponents"]
     meas = {}
-    at = exps[(exps.time == "end") & (exps.layer == OUTPUT)]
-    for r in at.itertuples():
-        if r.variant in labels:
-            fit = j["fits"].get((r.regime, r.variant, r.condition), r._asdict())  # a predicted line's, or reported only
-            meas[f"{r.condition}-stability exponent, {labels[r.variant]}, {REGIMES[r.regime]}"] = measured(
-                fit["exponent"], fit["low"], fit["high"], "ln statistic / ln width",
-                note=f"least squares over {fit['widths']} widths; {th['confidence']:.0%} t interval from "
-                     + fit.get("pooled", "the line's own residuals"))
+    for (regime, variant, condition), fit in output_fits(exps).items():  # predicted or reported only: the table's rows
+        if variant in labels:
+            note = (f"least squares over {fit['n']} runs at {fit['widths']} widths spanning {fit['span']:g}×; "
+                    f"{th['confidence']:.0%} t interval from the line's own residual scatter "
+                    f"({fit['scatter']:.3f} in ln, {fit['dof']} dof)" + (f"; {diverged_text(fit)}" if fit["diverged"] else ""))
+            meas[f"{condition}-stability exponent, {labels[variant]}, {REGIMES[regime]}"] = measured(
+                fit["exponent"], fit["low"], fit["high"], "ln statistic / ln width", note=note)
     plot_statistics(ctx, frame, labels, variants)
     plot_exponents(ctx, exps, labels, variants, th)
     chosen = sweep_choice(ctx.runs, block)
-    notes = [f"{frame.run_id.nunique()} runs of {block['coord_sweep']['claim']} measured ({', '.join(labels.values())}); "
-             + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}"
+    notes = [f"{frame.run_id.nunique()} runs measured ({', '.join(labels.values())}; {block['coord_sweep']['claim']}'s, and "
+             f"copies of its coordinate check with the other coord_seeds); "
+             + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}, "
+                         f"seeds {', '.join(map(str, sorted(f.seed.unique())))}"
                          for g, f in frame.groupby("regime", sort=False))
              + f"; probe {block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input",
              "sweep LR (the narrowest width's best, used at every width): "
              + (", ".join(f"{labels[v]} 2^{math.log2(lr):g}" for v, lr in chosen.items()) or "none")]
+    diverged = frame[np.isposinf(frame.value)].drop_duplicates("run_id")
+    if not diverged.empty:
+        notes.append("diverged (not measured; a point of +∞ at its width): " + ", ".join(
+            f"{labels[d.variant]} width {d.width} seed {d.seed}, {REGIMES[d.regime]}" for d in diverged.itertuples()))
     ends = exps[exps.time == "end"]
     for (regime, v), g in ends.groupby(["regime", "variant"], sort=False):
         if v in labels and g.exponent.notna().any():
@@ -470,5 +506,5 @@ def analyze(ctx):
             notes.append(f"{labels[v]}, {REGIMES[regime]}: largest |α| over the layers and conditions: {worst.exponent:+.2f} "
                          f"({worst.condition}, {worst.layer})")
     frame.assign(label=frame.variant.map(labels)).to_csv(ctx.out_dir / "statistics.csv", index=False)
-    table = exps.assign(label=exps.variant.map(labels))
+    table = exps.assign(label=exps.variant.map(labels), diverged=exps.diverged.map(lambda d: " ".join(map(str, d))))
     return ctx.verdict(j["status"], meas, j["reason"] + ".", j["subs"], notes), table
