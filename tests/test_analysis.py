@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from optclaims.analysis import (ClaimContext, Run, criteria_text, paired_difference, pooled_seed_sigma, regime,
+                                within_seed_sigma,
                                 run_fields, sub_claim, t_interval)
 from optclaims.claims import load_claim
 from optclaims.errors import ConfigError
@@ -22,6 +23,30 @@ def test_pooled_seed_sigma_is_the_within_group_standard_deviation():
     df.loc[0, "final_val_loss"] = math.inf  # a diverged run is left out, not infinite noise
     assert np.isfinite(pooled_seed_sigma(df, ["setting"]))
     assert math.isnan(pooled_seed_sigma(df.iloc[[0, 4, 8]], "setting"))  # one run per group: no noise estimate
+
+
+def test_within_seed_sigma_is_the_residual_of_an_additive_seed_and_setting_fit():
+    rng = np.random.default_rng(2)
+    rows = []
+    for group in ("a", "b"):
+        seed_offset = {s: rng.normal(0, 0.5) for s in range(3)}  # shared by a seed's settings: does not count
+        for s in range(3):
+            for lr in range(4):
+                rows.append({"group": group, "seed": s, "lr": lr,
+                             "final_val_loss": 3 + 0.1 * lr ** 2 + seed_offset[s] + rng.normal(0, 0.01)})
+    df = pd.DataFrame(rows)
+    ss, dof = 0.0, 0
+    for _, g in df.groupby("group"):  # least squares on seed and setting indicators, by hand
+        design = np.column_stack([np.ones(len(g))] + [(g.seed == s).to_numpy(float) for s in (1, 2)]
+                                 + [(g.lr == k).to_numpy(float) for k in (1, 2, 3)])
+        resid = g.final_val_loss.to_numpy() - design @ np.linalg.lstsq(design, g.final_val_loss.to_numpy(), rcond=None)[0]
+        ss, dof = ss + (resid ** 2).sum(), dof + (3 - 1) * (4 - 1)
+    assert within_seed_sigma(df, "group", "lr") == pytest.approx(math.sqrt(ss / dof))
+    assert within_seed_sigma(df, "group", "lr") < 0.02 < pooled_seed_sigma(df, ["group", "lr"])  # the offsets inflate the other
+    df.loc[0, "final_val_loss"] = math.inf  # a diverged run leaves its setting out of its group, not infinite noise
+    assert np.isfinite(within_seed_sigma(df, ["group"], "lr"))
+    assert math.isnan(within_seed_sigma(df[df.seed == 0], "group", "lr"))  # one seed: no noise estimate
+    assert math.isnan(within_seed_sigma(df[df.lr == 0], "group", "lr"))  # one setting: seed and run noise confounded
 
 
 def test_paired_difference_matches_scipys_paired_t_interval():

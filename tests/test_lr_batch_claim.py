@@ -78,16 +78,17 @@ def surge(b_simple=128.0, top=-7.0, peak=128, drop_per_octave=1.0):
 
 
 class World:
-    def __init__(self, adamw=law(), muon=law(top=-6.5), b_simple=128.0, block=GPU):
+    def __init__(self, adamw=law(), muon=law(top=-6.5), b_simple=128.0, block=GPU, seed_noise=SEED_NOISE):
         self.optimum, self.b_simple, self.block = {"adamw": adamw, "muon": muon}, b_simple, block
+        self.seed_noise = seed_noise
         self.cfgs = [{**c, "data": "d", "vocab_size": 64} for c in claim.plan_runs(block)]
 
     def runs(self, rng):
-        shift = {s: rng.normal(0, SEED_NOISE) for s in self.block["seeds"]}
+        shift = {s: rng.normal(0, self.seed_noise) for s in self.block["seeds"]}
         out = []
         for i, c in enumerate(self.cfgs):
             x = math.log2(c["lr"]) - self.optimum[c["optimizer"]](c["batch_size"])
-            loss = 3.0 + CURVATURE * x ** 2 + shift[c["seed"]] + rng.normal(0, SEED_NOISE)
+            loss = 3.0 + CURVATURE * x ** 2 + shift[c["seed"]] + rng.normal(0, self.seed_noise)
             steps = np.arange(c["noise_scale_every"], c["steps"] + 1, c["noise_scale_every"])
             grad_sq = np.full(len(steps), 0.5)
             trace = self.b_simple * grad_sq * rng.lognormal(0, 0.2, len(steps))
@@ -103,13 +104,53 @@ class World:
 SEEDS = range(6)
 
 
-def statuses(world):
-    return [world.judged(s)["status"] for s in SEEDS]
+def statuses(world, draws=SEEDS):
+    return [world.judged(s)["status"] for s in draws]
+
+
+def line_statuses(world, name, draws=SEEDS):
+    return [next(s for s in world.judged(k)["subs"] if s["name"] == name)["status"] for k in draws]
 
 
 def test_a_world_where_the_law_holds_is_reproduced():
     got = statuses(World())
     assert got.count("reproduced") >= 5, got
+
+
+def test_a_noisier_world_where_the_law_holds_is_never_refuted():
+    """lack of power (twice the seed noise) reads inconclusive, never not reproduced: the flattening
+    line fails only where the bend lies beyond the grid at the stated level, not where it is unsure"""
+    got = statuses(World(seed_noise=2 * SEED_NOISE), range(12))
+    assert "not_reproduced" not in got and "partially_reproduced" not in got, got
+
+
+class SpikyWorld(World):
+    """the law, with one seed's run 1 nat worse at the top LR of the two smallest B (5 octaves above
+    their η*): unstable runs far from the optimum, which move no optimum"""
+    def runs(self, rng):
+        out = super().runs(rng)
+        for r in out:
+            if (r.config["lr"] == 2.0 ** self.block["log2_lr"][-1] and r.config["batch_size"] in (8, 16)
+                    and r.config["seed"] == 0):
+                r.summary["final_val_loss"] += 1.0
+        return out
+
+
+def test_unstable_runs_far_from_the_optimum_do_not_set_the_seed_noise():
+    got = statuses(SpikyWorld())
+    assert got.count("reproduced") >= 5, got
+
+
+def test_a_seeds_shared_offset_does_not_count_as_noise():
+    """a seed's offset (shared by all its runs: the same initialisation and data order) moves no optimum"""
+    class Offset(World):
+        def runs(self, rng):
+            out = super().runs(rng)
+            for r in out:
+                r.summary["final_val_loss"] += 0.2 * r.config["seed"]
+            return out
+    assert Offset().judged(0)["per"]["adamw"]["est"]["sigma"] == pytest.approx(
+        World().judged(0)["per"]["adamw"]["est"]["sigma"])
 
 
 @pytest.mark.parametrize("name, world", [
@@ -122,6 +163,37 @@ def test_a_world_where_the_claim_is_false_is_never_reproduced(name, world):
     got = statuses(world)
     assert "reproduced" not in got and "partially_reproduced" not in got, (name, got)
     assert got.count("not_reproduced") >= 4, (name, got)
+
+
+def test_a_b_simple_beyond_the_batch_sizes_is_never_read_from_the_fit():
+    """the law with B_simple = 1400 > the largest B = 512: a fit beyond the batch sizes extrapolates,
+    so its line never passes (a noisy fit that lands inside the grid is a reading: 1 of 24 draws)"""
+    world, name = World(adamw=law(1400.0), muon=law(1400.0, -6.5), b_simple=1400.0), "adamw: fitted vs measured B_simple"
+    got = []
+    for k in range(12):
+        j = world.judged(k)
+        est, line = j["per"]["adamw"]["est"], next(s for s in j["subs"] if s["name"] == name)
+        inside = GPU["batch_sizes"][0] <= 2 ** est["point"]["log2_b_simple_fit"] <= GPU["batch_sizes"][-1]
+        assert inside or line["status"] != "reproduced", line
+        got.append(line["status"])
+    assert got.count("reproduced") <= 1, got
+
+
+def test_an_optimum_whose_draws_often_sit_on_the_edge_has_no_interval():
+    """η* at the two largest B 0.6–0.75 octave below the grid's top LR: the points mostly read inside,
+    but many bootstrap draws clamp to the edge, which would narrow the interval"""
+    top_lr = GPU["log2_lr"][-1]
+    world = World(adamw=law(top=top_lr - 0.45), muon=law(top=top_lr - 0.45))
+    got = []
+    for k in range(6):
+        j = world.judged(k)
+        est = j["per"]["adamw"]["est"]
+        if not est["edge"].any():  # the point reads no edge: only the draws can say
+            low, high = claim.interval(est["draws"], "log2_b_simple_fit", TH["level"])
+            got.append(math.isnan(low) and math.isnan(high))
+            line = next(s for s in j["subs"] if s["name"] == "adamw: fitted vs measured B_simple")
+            assert line["status"] == "inconclusive", line
+    assert got and all(got), got
 
 
 def test_one_optimizer_off_the_law_is_partially_reproduced():
@@ -154,9 +226,10 @@ def test_analysis_writes_figures_and_a_verdict(tmp_path):
 
 def test_the_same_law_line_compares_muon_with_adamw():
     name = "Muon's small-B slope like AdamW's (own line)"
-    same = [next(s for s in World().judged(k)["subs"] if s["name"] == name)["status"] for k in SEEDS]
-    apart = [next(s for s in World(muon=power(1.0, -10.5)).judged(k)["subs"] if s["name"] == name)["status"] for k in SEEDS]
+    same = line_statuses(World(), name, range(12))
+    apart = line_statuses(World(muon=power(1.0, -10.5)), name, range(12))
     # at the gpu plan's noise the equivalence rarely resolves (the interval of a slope difference is
     # ±0.3 or wider): the line must never refute the same law, and never pass a Muon on another law
+    # (measured over 24 draws: same law passes 10, apart fails 17; the bounds leave room for chance)
     assert "not_reproduced" not in same and "reproduced" in same, same
-    assert "reproduced" not in apart and apart.count("not_reproduced") >= 3, apart
+    assert "reproduced" not in apart and apart.count("not_reproduced") >= 5, apart

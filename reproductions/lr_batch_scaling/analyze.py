@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from optclaims.analysis import interpolated_optimum, measured, pooled_seed_sigma, sub_claim
+from optclaims.analysis import interpolated_optimum, measured, sub_claim, within_seed_sigma
 from optclaims.plotting import (DIMENSIONLESS, LOG2, NATS, axis_label, plt, reference_band, reference_line, sequential,
                                 style)
 
@@ -118,15 +118,19 @@ def fit_mean_field(log2_b: np.ndarray, log2_eta: np.ndarray) -> tuple[float, flo
     return float(top[i]), float(grid[i]), i in (0, len(grid) - 1)
 
 
-def estimates(log2_b: np.ndarray, log2_eta: np.ndarray, th: dict) -> dict:
-    """Everything the lines read from one η*(B) curve."""
+def estimates(log2_b: np.ndarray, log2_eta: np.ndarray, edge: np.ndarray, th: dict) -> dict:
+    """Everything the lines read from one η*(B) curve, and for each figure whether an optimum it
+    reads is on the grid's edge (``reads_edge``: the slopes read their ends, the rest every B)."""
     k = th["small_points"]
     small, large = ls_slope(log2_b[:k], log2_eta[:k]), ls_slope(log2_b[-k:], log2_eta[-k:])
-    top, bs, edge = fit_mean_field(log2_b, log2_eta)
+    top, bs, _ = fit_mean_field(log2_b, log2_eta)  # a fit on its search edge lies beyond the batch sizes
     before = log2_eta[:-1]
     drop = float(np.nanmax(before) - log2_eta[-1]) if np.isfinite(before).any() else math.nan
+    at_small, at_large, anywhere = bool(edge[:k].any()), bool(edge[-k:].any()), bool(edge.any())
     return {"slope_small": small, "slope_large": large, "flattening": small - large, "log2_eta_max": top,
-            "log2_b_simple_fit": bs, "fit_on_edge": edge, "surge_drop": drop}
+            "log2_b_simple_fit": bs, "surge_drop": drop,
+            "reads_edge": {"slope_small": at_small, "slope_large": at_large, "flattening": at_small or at_large,
+                           "log2_eta_max": anywhere, "log2_b_simple_fit": anywhere, "surge_drop": anywhere}}
 
 
 def grid_matrix(g: pd.DataFrame, batches, lrs) -> tuple[np.ndarray, np.ndarray]:
@@ -137,28 +141,51 @@ def grid_matrix(g: pd.DataFrame, batches, lrs) -> tuple[np.ndarray, np.ndarray]:
             n.reindex(index=batches, columns=lrs).to_numpy(float))
 
 
+def near_optimum(g: pd.DataFrame, batches, lrs, loss: np.ndarray) -> pd.DataFrame:
+    """The runs at and next to each batch size's best seed-mean grid LR: the cells the parabola
+    reads (unstable runs far from the optimum do not set the seed noise)."""
+    keep = set()
+    for b, row in zip(batches, loss):
+        if np.isfinite(row).any():
+            i = int(np.nanargmin(np.where(np.isfinite(row), row, np.nan)))
+            keep |= {(b, lr) for lr in lrs[max(0, i - 1):i + 2]}
+    return g[[k in keep for k in zip(g.batch, g.log2_lr)]]
+
+
 def optimizer_estimates(g: pd.DataFrame, th: dict, rng) -> dict:
-    """One optimizer: η*(B), its estimates and their bootstrap draws."""
+    """One optimizer: η*(B), its estimates and their bootstrap draws. The seed noise of a seed-mean
+    loss: one run's noise about its seed's level at its B (a seed's offset, shared by its LRs, moves
+    no optimum), over the cells near each B's optimum, over √seeds."""
     batches, lrs = sorted(g.batch.unique()), sorted(g.log2_lr.unique())
     log2_b, x = np.log2(np.array(batches, float)), np.array(lrs, float)
     loss, n = grid_matrix(g, batches, lrs)
     eta, edge = optima(batches, x, loss)
-    point = estimates(log2_b, eta, th)
-    sigma = pooled_seed_sigma(g, ["batch", "log2_lr"])
+    point = estimates(log2_b, eta, edge, th)
+    sigma = within_seed_sigma(near_optimum(g, batches, lrs, loss), "batch", "log2_lr")
     seeds = int(np.nanmin(n)) if np.isfinite(n).any() else 0
     draws = []
     if np.isfinite(sigma) and sigma > 0:
         sd = sigma / np.sqrt(np.where(np.isfinite(n) & (n > 0), n, 1))
         for _ in range(th["bootstrap"]):
             redrawn = loss + rng.normal(0, 1, loss.shape) * sd  # ∞ (diverged) stays ∞
-            e, _ = optima(batches, x, redrawn)
-            draws.append({**estimates(log2_b, e, th), "eta": e})
+            e, on_edge = optima(batches, x, redrawn)
+            draws.append({**estimates(log2_b, e, on_edge, th), "eta": e, "edge": on_edge})
     return {"batches": batches, "log2_b": log2_b, "log2_lr": x, "loss": loss, "log2_eta": eta, "edge": edge,
             "all_diverged": ~np.isfinite(loss).any(axis=1), "sigma": sigma, "seeds": seeds, "point": point,
             "draws": draws}
 
 
+def too_often_on_edge(on_edge, level: float) -> bool:
+    """A draw on the grid's edge clamps its optimum there, which narrows the interval: with more
+    than (1 − level)/2 of the draws on an edge, an end of the interval is a clamp, not a reading."""
+    return bool(np.mean(on_edge) > (1 - level) / 2) if len(on_edge) else False
+
+
 def interval(draws: list[dict], key: str, level: float) -> tuple[float, float]:
+    """The bootstrap interval of figure ``key``; NaN with fewer than 10 finite draws or where too
+    many draws read an optimum on the grid's edge."""
+    if too_often_on_edge([d["reads_edge"][key] for d in draws], level):
+        return math.nan, math.nan
     v = np.array([d[key] for d in draws], float)
     v = v[np.isfinite(v)]
     if len(v) < 10:
@@ -167,11 +194,13 @@ def interval(draws: list[dict], key: str, level: float) -> tuple[float, float]:
 
 
 def eta_intervals(est: dict, level: float) -> tuple[np.ndarray, np.ndarray]:
+    nan = np.full(len(est["batches"]), math.nan)
     if not est["draws"]:
-        nan = np.full(len(est["batches"]), math.nan)
         return nan, nan
-    e = np.array([d["eta"] for d in est["draws"]])
-    return np.nanquantile(e, (1 - level) / 2, axis=0), np.nanquantile(e, (1 + level) / 2, axis=0)
+    e, on_edge = np.array([d["eta"] for d in est["draws"]]), np.array([d["edge"] for d in est["draws"]])
+    clamped = np.array([too_often_on_edge(col, level) for col in on_edge.T])
+    lo, hi = np.nanquantile(e, (1 - level) / 2, axis=0), np.nanquantile(e, (1 + level) / 2, axis=0)
+    return np.where(clamped, nan, lo), np.where(clamped, nan, hi)
 
 
 def measured_b_simple(g: pd.DataFrame, est: dict) -> tuple[float, float, float, pd.DataFrame]:
@@ -217,19 +246,22 @@ def slope_line(opt: str, est: dict, bs: float, th: dict) -> dict:
 
 def flattening_line(opt: str, est: dict, bs: float, th: dict) -> dict:
     """Seen where the fit bends inside the grid: the upper end of the fitted B_simple's interval is
-    at most the largest B (the fit uses every batch size, so it has more power than two end slopes)."""
+    at most the largest B (the fit uses every batch size, so it has more power than two end slopes).
+    Absent only where the bend lies beyond the grid at the stated level (the interval's lower end
+    above the largest B): a wide interval is a lack of power, not a refutation."""
     low, high = (2.0 ** v for v in interval(est["draws"], "log2_b_simple_fit", th["level"]))
     b_max = est["batches"][-1]
     predicted = bool(np.isfinite(bs) and bs <= th["flatten_within"] * b_max)
     seen = bool(np.isfinite(high) and high <= b_max)
-    status = "reproduced" if seen else ("not_reproduced" if predicted and np.isfinite(high) else "inconclusive")
+    absent = bool(np.isfinite(low) and low > b_max)
+    status = "reproduced" if seen else ("not_reproduced" if predicted and absent else "inconclusive")
     s_lo, s_hi = interval(est["draws"], "slope_large", th["level"])
     shown = (f"fitted B_simple interval [{low:.3g}, {high:.3g}] against the largest B = {b_max}; large-B slope "
              f"{est['point']['slope_large']:.2f} [{s_lo:.2f}, {s_hi:.2f}]; flattening "
              f"{'predicted' if predicted else 'not predicted'} inside the grid (measured B_simple {bs:.3g})")
     return sub_claim(f"{opt}: flattening", status, "η* flattens near B_simple", shown,
-                     f"upper end of the fitted B_simple's interval ≤ the largest B; not seen although measured B_simple ≤ "
-                     f"{th['flatten_within']} × largest B: not reproduced")
+                     f"upper end of the fitted B_simple's interval ≤ the largest B; its lower end > the largest B although "
+                     f"measured B_simple ≤ {th['flatten_within']} × largest B: not reproduced")
 
 
 def b_simple_line(opt: str, est: dict, bs: tuple[float, float, float], th: dict) -> dict:
@@ -241,15 +273,20 @@ def b_simple_line(opt: str, est: dict, bs: tuple[float, float, float], th: dict)
     r_low, r_high = low / hi_m, high / lo_m
     shown = (f"fitted {fit:.3g} [{low:.3g}, {high:.3g}] vs measured {median:.3g} (range {lo_m:.3g}–{hi_m:.3g}) sequences; "
              f"ratio {ratio:.2f} [{r_low:.2f}, {r_high:.2f}]")
-    # a fit on its search edge is a bound (the bend lies beyond the grid), which can still refute
+    # a fit beyond the batch sizes is a bound (the bend lies outside the grid), which can still
+    # refute but never pass: read inside the data, never extrapolated
+    inside = est["batches"][0] <= fit <= est["batches"][-1]
     if np.isfinite(r_low) and np.isfinite(r_high) and (r_high < 1 / f or r_low > f):
         status = "not_reproduced"
-    elif not est["point"]["fit_on_edge"] and np.isfinite(ratio) and 1 / f <= ratio <= f:
+    elif inside and np.isfinite(r_low) and np.isfinite(r_high) and 1 / f <= ratio <= f:
         status = "reproduced"
     else:
         status = "inconclusive"
+    if not inside:
+        shown += f"; the fit lies outside the batch sizes {est['batches'][0]}–{est['batches'][-1]} (a bound)"
     return sub_claim(f"{opt}: fitted vs measured B_simple", status, "η* = η_max/√(1 + B_simple/B) with the measured B_simple",
-                     shown, f"ratio within a factor {f:g}; its interval wholly outside: not reproduced")
+                     shown, f"ratio within a factor {f:g} with the fit inside the batch sizes; its interval wholly "
+                     "outside: not reproduced")
 
 
 def surge_line(opt: str, est: dict, th: dict) -> dict:
@@ -315,7 +352,9 @@ def judge(df: pd.DataFrame, block: dict, th: dict) -> dict:
 def slope_difference(adamw: dict, muon: dict, level: float) -> tuple[float, float, float]:
     """Muon's small-B slope − AdamW's, with the interval over paired bootstrap draws (independent)."""
     value = muon["point"]["slope_small"] - adamw["point"]["slope_small"]
-    d = [{"diff": m["slope_small"] - a["slope_small"]} for a, m in zip(adamw["draws"], muon["draws"])]
+    d = [{"diff": m["slope_small"] - a["slope_small"],
+          "reads_edge": {"diff": a["reads_edge"]["slope_small"] or m["reads_edge"]["slope_small"]}}
+         for a, m in zip(adamw["draws"], muon["draws"])]
     return (value, *interval(d, "diff", level))
 
 

@@ -220,6 +220,25 @@ def pooled_seed_sigma(df: pd.DataFrame, by, value: str = "final_val_loss") -> fl
     return float(np.sqrt((dev ** 2).sum() / dof)) if dof > 0 else math.nan
 
 
+def within_seed_sigma(df: pd.DataFrame, by, across: str, seed: str = "seed", value: str = "final_val_loss") -> float:
+    """The standard deviation of one run's ``value`` about its seed's level and its setting's level,
+    pooled over the groups ``by``: in each group the seed × ``across`` table less its seed and
+    setting means (two-way, additive; a seed fixes the initialisation and the data order at every
+    setting of a group, and that shared offset moves no comparison between the settings), with
+    Σ (seeds − 1)(settings − 1) degrees of freedom. A setting where some seed is missing or not
+    finite (diverged) is left out of its group."""
+    by = [by] if isinstance(by, str) else list(by)
+    ss, dof = 0.0, 0
+    for _, g in df.groupby(by, dropna=False):
+        t = g.pivot_table(index=seed, columns=across, values=value, aggfunc="mean").to_numpy(float)
+        t = t[:, np.isfinite(t).all(axis=0)]
+        if t.shape[0] < 2 or t.shape[1] < 2:
+            continue
+        r = t - t.mean(axis=0, keepdims=True) - t.mean(axis=1, keepdims=True) + t.mean()
+        ss, dof = ss + float((r ** 2).sum()), dof + (t.shape[0] - 1) * (t.shape[1] - 1)
+    return math.sqrt(ss / dof) if dof else math.nan
+
+
 def paired_difference(df: pd.DataFrame, a, b, by: str = "setting", pair: str = "seed",
                       value: str = "final_val_loss", level: float = 0.95) -> dict:
     """mean(a − b) over the pairs that share ``pair`` (a seed fixes initialisation and data order),
