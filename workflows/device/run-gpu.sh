@@ -14,7 +14,7 @@
 #                                                       machine for it (issue 14)
 #   SMOKE=1 bash workflows/device/run-gpu.sh            the smoke suite on CUDA (run_overrides device: cuda), alone
 # The modes combine, so one call of the device tool spends a slot on all three:
-#   BENCH=1 NIGHTLY=1 bash workflows/device/run-gpu.sh stability_conditions
+#   BENCH=1 NIGHTLY=1 bash workflows/device/run-gpu.sh clip_norm
 # Everything ends within BUDGET_S seconds (default 500) of the start, install included. Leaves in $OUT:
 # device.txt (GPU, driver, versions, timings of each part), run.log (the claims' snakemake), bench.log,
 # nightly.log and nightly-report.md, and reference-gpu.tgz (at most 16 MiB) or, when the pack refuses
