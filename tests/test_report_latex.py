@@ -280,20 +280,23 @@ def test_sources_yaml_is_keyed_consistently_and_cites_what_claims_name():
     assert moonlight["eprint"] == "2502.16982" and moonlight["year"] == 2025
 
 
-def test_a_claim_citing_an_unknown_source_stops_the_plan(tmp_path):
+def clip_norm_edited(tmp_path, old: str, new: str) -> Path:
+    """A copy of the reproductions with one edit to clip_norm's claim.yaml; returns its folder."""
     repro = tmp_path / "reproductions"
     shutil.copytree(REPRO, repro)
     spec = repro / "clip_norm" / "claim.yaml"
-    spec.write_text(spec.read_text().replace("  - {key: su2025clipping}\n", "  - {key: su2025clipping}\n  - {key: nobody2099x}\n"))
+    spec.write_text(spec.read_text().replace(old, new))
+    return repro
+
+
+def test_a_claim_citing_an_unknown_source_stops_the_plan(tmp_path):
+    repro = clip_norm_edited(tmp_path, "  - {key: su2025clipping}\n", "  - {key: su2025clipping}\n  - {key: nobody2099x}\n")
     with pytest.raises(ConfigError, match="nobody2099x, not in sources.yaml"):
         load_claim("clip_norm", repro)
 
 
 def test_a_headline_threshold_path_that_leads_nowhere_stops_the_plan(tmp_path):
-    repro = tmp_path / "reproductions"
-    shutil.copytree(REPRO, repro)
-    spec = repro / "clip_norm" / "claim.yaml"
-    spec.write_text(spec.read_text().replace("threshold: [tau]", "threshold: [tua]"))
+    repro = clip_norm_edited(tmp_path, "threshold: [tau]", "threshold: [tua]")
     with pytest.raises(ConfigError, match="headline.published.threshold: 'tua'"):
         load_claim("clip_norm", repro)
 
