@@ -10,6 +10,9 @@
 # make bless REASON="..." : make the current results the new baseline, recording why (runs the suite once
 #               more in results/replica with other CPU kernels, to measure the spread an environment change causes)
 # make gpu-reference CLAIMS="a b" : on a GPU, the gpu scale of those claims, packed into $(ARCHIVE)
+# make rehearse-gpu [CLAIMS="a b"] : on a CPU, the gpu scale's plan with every run cut to a few short steps
+#               (workflows/config/rehearsal.yaml), through every stage to the report in $(REHEARSAL_DIR)/gpu:
+#               the code paths only the gpu scale takes run before a GPU slot is spent (not evidence)
 # make file-reference ARCHIVE=... : file a packed archive into results/reference/gpu, then rebuild
 #               the reference report and the README's table (commit results/reference and README.md)
 # make reference-report : the HTML and Markdown report of results/reference/gpu (any CPU, no training)
@@ -31,12 +34,13 @@ REPLICA_DIR ?= results/replica
 REPLICA_ENV ?= ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN_MAX_CPU_ISA=SSE41
 GPUS    ?= 1
 REFERENCE := results/reference/gpu
+REHEARSAL_DIR ?= results/rehearsal
 COMPARE_OUT ?= results/compare
 comma   := ,
 empty   :=
 space   := $(empty) $(empty)
 
-.PHONY: report report-pdf test nightly bless install clean-results gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference compare
+.PHONY: report report-pdf test nightly bless install clean-results rehearse-gpu gpu-reference file-reference reference-report readme-table run-fields claims-table bless-reference compare
 
 # torch first, alone: the pinned build is taken as it is (the CPU wheel here), and every later
 # requirement that names torch is then already satisfied, so no CUDA build is pulled in.
@@ -76,6 +80,11 @@ gpu-reference: $(STAMP)
 	@test -n "$(strip $(CLAIMS))" || { echo 'make gpu-reference needs CLAIMS="claim [claim...]"' >&2; exit 2; }
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --config scale=gpu "claims=[$(subst $(space),$(comma),$(strip $(CLAIMS)))]" --resources gpu=$(GPUS)
 	$(BIN)/optclaims pack-reference --scale-dir results/gpu --claims "$(CLAIMS)" --out $(ARCHIVE)
+
+rehearse-gpu: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile workflows/config/rehearsal.yaml \
+		--config scale=gpu results_dir=$(REHEARSAL_DIR) $(if $(strip $(CLAIMS)),"claims=[$(subst $(space),$(comma),$(strip $(CLAIMS)))]")
+	@echo "rehearsal: $(CURDIR)/$(REHEARSAL_DIR)/gpu/report/index.html"
 
 file-reference: $(STAMP)
 	@test -n "$(ARCHIVE)" -a -f "$(ARCHIVE)" || { echo 'make file-reference needs ARCHIVE=<an archive from make gpu-reference> (got "$(ARCHIVE)")' >&2; exit 2; }

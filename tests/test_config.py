@@ -123,6 +123,32 @@ def test_plan_refuses_bad_override_value_and_unknown_override(workflow_config):
         build_plan(workflow_config, REPRO)
 
 
+def test_run_overrides_given_as_text_on_the_command_line_are_read_as_yaml_scalars(workflow_config):
+    """snakemake --config run_overrides={steps: 4, compile: false, clip: null} hands the values over as text."""
+    workflow_config.update(scale="gpu", claims=["clip_norm"],
+                           run_overrides={"steps": "400", "compile": "false", "lr": "1e-3", "device": "cpu"})
+    common = build_plan(workflow_config, REPRO).common
+    assert (common["steps"], common["compile"], common["lr"], common["device"]) == (400, False, 1e-3, "cpu")
+    workflow_config["run_overrides"] = {"steps": "many"}
+    with pytest.raises(ConfigError, match='steps = "many"'):
+        build_plan(workflow_config, REPRO)
+
+
+@pytest.mark.parametrize("overrides, changed", [
+    ({}, []),
+    ({"device": "cuda", "dtype": "float32", "compile": False, "ckpt_every": 50}, []),  # how, not what
+    ({"device": "cpu", "steps": 4, "warmup_steps": 0, "batch_size": 2}, ["batch_size", "steps", "warmup_steps"]),
+    ({"lr": 1e-3}, ["lr"]),
+])
+def test_run_overrides_that_change_the_protocol_make_an_evidential_scale_no_evidence(workflow_config, overrides, changed):
+    workflow_config.update(scale="gpu", claims=["clip_norm"], run_overrides=overrides)
+    plan = build_plan(workflow_config, REPRO)
+    assert plan.protocol_overrides == changed
+    assert plan.evidential is (not changed)
+    workflow_config.update(scale="smoke", run_overrides={})
+    assert build_plan(workflow_config, REPRO).evidential is False  # smoke is never evidence
+
+
 @pytest.mark.parametrize("claim, old, new, words", [
     ("clip_norm", "  tau: 1.0\n", "  tua: 1.0\n  tau: 1.0\n", "'tua' was unexpected"),
     ("clip_norm", "  late_from: 0.75\n", "  late_from: 1.5\n", "late_from = 1.5"),

@@ -120,6 +120,40 @@ def test_pytest_finds_each_claims_tests_in_its_folder_however_they_are_named(tmp
         assert f"PASSED {where}/test_analyze.py::test_here" in proc.stdout
 
 
+def test_a_verdict_from_runs_with_protocol_overrides_is_no_evidence_and_says_why(tmp_path):
+    """An evidential scale whose runs were changed by run_overrides (fewer steps, a smaller batch) is
+    analysed as usual, but its verdict is not evidential, names the changed fields, and the report's
+    banner says so; without overrides the same runs give an evidential verdict."""
+    import pandas as pd
+
+    from optclaims.analysis import run_analysis
+    from optclaims.atomic import write_json
+    from optclaims.claims import load_claim
+    from optclaims.report.build import collect
+
+    repro = tmp_path / "reproductions"
+    add_claim(repro, "toy_claim", TOY_CLAIM)
+    shutil.copy(ROOT / "reproductions" / "sources.yaml", repro)
+    runs = tmp_path / "results" / "gpu" / "runs"
+    for i, lr in enumerate(TOY_LRS):
+        rid = f"toy{i:09d}"
+        write_json(runs / rid / "config.json", {**BASE, "lr": lr, "seed": 0, "steps": 4})
+        write_json(runs / rid / "summary.json", {"run_id": rid, "status": "ok", "final_val_loss": 5.0 - 0.1 * i})
+        pd.DataFrame({"step": [0, 1], "train_loss": [6.0, 5.5]}).to_parquet(runs / rid / "metrics.parquet")
+    spec = load_claim("toy_claim", repro)
+
+    def verdict(out, **kw):
+        return run_analysis("toy_claim", spec, "gpu", True, sorted(runs.iterdir()), out, repro, **kw)
+
+    plain = verdict(tmp_path / "plain")
+    assert plain["evidential"] is True and "protocol_overrides" not in plain
+    v = verdict(tmp_path / "results" / "gpu" / "claims" / "toy_claim", protocol_overrides=["steps", "batch_size"])
+    assert v["evidential"] is False and v["protocol_overrides"] == ["batch_size", "steps"]
+    assert v["status"] == plain["status"] and any("batch_size, steps" in n for n in v["notes"])
+    banner = collect(tmp_path / "results" / "gpu", ROOT / "reproductions" / "sources.yaml")["banner"]
+    assert "batch_size, steps" in banner and "no verdict below is evidence" in banner
+
+
 @pytest.mark.slow
 def test_a_new_claim_folder_is_planned_trained_analysed_and_reported_with_nothing_else_edited(tmp_path):
     work = tmp_path / "checkout"

@@ -35,7 +35,8 @@ rule analyze:
         table=report(f"{SCALE_DIR}/claims/{{claim}}/table.csv", category="Claims", subcategory="{claim}"),
     params:
         runs=lambda wc: " ".join(claim_runs(wc)),
-        evidential="--evidential" if SETTINGS["evidential"] else "",
+        evidential=("--evidential" if PLAN.evidential else "")
+        + (f" --protocol-overrides {','.join(PLAN.protocol_overrides)}" if PLAN.protocol_overrides else ""),
         scale=SCALE,
         scale_dir=up(3),
     log:

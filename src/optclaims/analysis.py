@@ -304,11 +304,19 @@ def interpolated_optimum(log2_lr: np.ndarray, loss: np.ndarray) -> tuple[float, 
 
 
 def run_analysis(claim: str, spec: dict, scale: str, evidential: bool, run_dirs: list[Path],
-                 out_dir: Path, repro_dir: Path) -> dict:
+                 out_dir: Path, repro_dir: Path, protocol_overrides: list[str] = ()) -> dict:
+    """verdict.json and table.csv of one claim. ``protocol_overrides``: run fields the workflow's
+    run_overrides changed from the protocol (plan.EXECUTION_FIELDS are not among them); the runs then
+    measure something other than the criteria were written for, so the verdict is no evidence and says why."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = ClaimContext(claim, spec, scale, evidential, load_runs(run_dirs), out_dir)
+    ctx = ClaimContext(claim, spec, scale, evidential and not protocol_overrides, load_runs(run_dirs), out_dir)
     verdict, table = load_claim_module(claim, repro_dir).analyze(ctx)
+    if protocol_overrides:
+        verdict["protocol_overrides"] = sorted(protocol_overrides)
+        verdict["notes"] = [*verdict.get("notes", []),
+                            f"Not evidence: run_overrides changed {', '.join(sorted(protocol_overrides))} from the "
+                            f"protocol of the {scale} scale, which the criteria were written for."]
     with atomic_output(out_dir / "table.csv") as tmp:
         table.to_csv(tmp, index=False)
     write_json(out_dir / "verdict.json", verdict)

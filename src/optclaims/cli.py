@@ -94,7 +94,7 @@ def _analyze(a):
     spec = load_claim(a.claim, Path(a.repro_dir))
     runs_dir = Path(a.scale_dir) / "runs"
     v = run_analysis(a.claim, spec, a.scale, a.evidential, [runs_dir / r for r in a.runs],
-                     Path(a.scale_dir) / "claims" / a.claim, Path(a.repro_dir))
+                     Path(a.scale_dir) / "claims" / a.claim, Path(a.repro_dir), protocol_overrides=a.protocol_overrides)
     print(f"{a.claim} ({a.scale}): {v['status']}")
 
 
@@ -363,6 +363,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = _claim_parser(sub, "analyze", "analyse a claim from its runs; writes verdict.json, table.csv, figures/")
     c.add_argument("--evidential", action="store_true")
+    c.add_argument("--protocol-overrides", type=_csv, default=[],
+                   help="run fields the workflow's run_overrides changed (steps, batch_size, ...): the verdict is then no evidence")
     c.set_defaults(func=_analyze)
 
     c = _claim_parser(sub, "select", "a claim's runs of a later stage, chosen from the results of the earlier ones")

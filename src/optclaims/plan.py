@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .claims import (DEFAULT_REPRO_DIR, all_claims, claim_run_configs, finish_run_configs, load_claim,
                      load_claim_module, selection_stages)
 from .data.corpus import parse_corpus_spec
@@ -18,6 +20,23 @@ from .population import group_populations
 from .runs import run_id
 from .settings import run_schema
 from .workflow_config import validated
+
+
+def _typed(value):
+    """A run override as its YAML scalar: snakemake's ``--config run_overrides={steps: 4}`` hands nested
+    values over as text ("4", "false", "null"); a value given in a config file is already typed."""
+    if not isinstance(value, str):
+        return value
+    try:
+        typed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if typed is None or isinstance(typed, (bool, int, float)):
+        return typed
+    try:
+        return float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
+    except ValueError:
+        return value
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,11 @@ class DataSpec:
         digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.corpus).strip("-")[:32]
         return f"{slug}-v{self.vocab_size}-{digest}"
+
+
+# Run fields that say how a run is executed, not what it measures: overriding them (run_overrides) keeps
+# a scale's verdicts evidential. Any other override changes the protocol written before the runs.
+EXECUTION_FIELDS = frozenset({"device", "dtype", "compile", "ckpt_every"})
 
 
 @dataclass
@@ -57,6 +81,16 @@ class Plan:
         if not self.claim_specs[claim].get("evaluate", True):
             return False
         return claim not in self.evaluated or rid in self.evaluated[claim]
+
+    @property
+    def protocol_overrides(self) -> list[str]:
+        """The run_overrides that change what the runs measure (steps, batch size, LR, ...), sorted."""
+        return sorted(set(self.common) - {"data", "vocab_size"} - EXECUTION_FIELDS)
+
+    @property
+    def evidential(self) -> bool:
+        """The scale's verdicts are evidence unless run_overrides changed its protocol."""
+        return bool(self.settings["evidential"]) and not self.protocol_overrides
 
     @property
     def staged(self) -> set[str]:
@@ -95,7 +129,7 @@ def build_plan(config: dict, repro_dir: Path = DEFAULT_REPRO_DIR) -> Plan:
     data = DataSpec(spec, corpus["max_bytes"], corpus["val_fraction"], settings["tokenizer"]["vocab_size"],
                     corpus["manifest_hash"] if own else None)
 
-    overrides = dict(config.get("run_overrides") or {})
+    overrides = {k: _typed(v) for k, v in (config.get("run_overrides") or {}).items()}
     known = run_schema()["properties"]
     for key in overrides:
         if key not in known or key in ("data", "vocab_size"):

@@ -397,6 +397,10 @@ def _banner(scale: str, claims: list[dict]) -> str | None:
     non_evidential = [c for c in claims if not c["evidential"]]
     if claims and not non_evidential:
         return None
+    overridden = sorted({f for c in claims for f in c.get("protocol_overrides") or []})
+    if overridden:
+        return (f"run_overrides changed {', '.join(overridden)} from the {scale} scale's protocol: the runs "
+                "measure something other than the criteria were written for, so no verdict below is evidence.")
     if len(non_evidential) == len(claims):
         return (f"{scale} scale: a plumbing check, not evidence. The models are too small and the runs "
                 "too short to bear on any claim; the verdicts below only show that the pipeline "
