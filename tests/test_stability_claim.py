@@ -66,7 +66,15 @@ def test_a_bad_coord_sweep_is_refused_naming_it():
         claim.plan_runs({**block, "variants": ["sgd_mup"]})
     with pytest.raises(ConfigError, match="regimes"):
         claim.plan_runs({**block, "regimes": ["forever"]})
+    with pytest.raises(ConfigError, match=r"probe.tokens = 1000 exceeds the seq_len = 64"):
+        claim.plan_runs({**block, "probe": {**block["probe"], "tokens": 1000}})
     assert all(f["activation_steps"] for f in claim.plan_runs({**block, "regimes": ["coord"]}))
+
+
+def test_the_probe_fits_every_scales_runs_and_is_cut_only_to_an_overridden_context():
+    for scale, block in SPEC["scales"].items():
+        assert all(claim.probe_tokens(block["probe"], f) == block["probe"]["tokens"] for f in claim.plan_runs(block)), scale
+    assert claim.probe_tokens({"sequences": 8, "tokens": 128}, {"seq_len": 8}) == 8  # run_overrides: seq_len 8
 
 
 @pytest.mark.parametrize("seeds", [None, 3, [], [1, 2], [0, 0, 1], [0, -1], [0, "1"], [0, True]])

@@ -98,6 +98,11 @@ def plan_runs(block: dict) -> list[dict]:
     for regime in regimes:
         if not any(regime_of(f) == regime for f in keep):
             raise ConfigError(f"coord_sweep: claim {block['coord_sweep']['claim']!r} plans no run of regime {regime!r}")
+    short = [f for f in keep if f["seq_len"] < block["probe"]["tokens"]]
+    if short:
+        raise ConfigError(f"invalid stability_conditions scale: probe.tokens = {block['probe']['tokens']} exceeds the "
+                          f"seq_len = {short[0]['seq_len']} of {block['coord_sweep']['claim']}'s runs (a probe sequence must "
+                          "fit the model's context)")
     copies = [{**f, "seed": s} for f in keep if regime_of(f) == "coord" for s in seeds if s != f["seed"]]
     return keep + copies
 
@@ -184,6 +189,12 @@ def peak_step(cfg: dict) -> int:
     return min(cfg["warmup_steps"], cfg["steps"] - 1)
 
 
+def probe_tokens(probe_spec: dict, cfg: dict) -> int:
+    """Tokens per probe sequence: the scale's, or the run's context where run_overrides made it shorter
+    (the plan refuses a scale whose own runs are shorter than its probe; the verdict notes the cut)."""
+    return min(probe_spec["tokens"], cfg["seq_len"])
+
+
 def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict, times=TIMES) -> list[dict]:
     """A run's statistics at initialisation (its first update: the batch and LR of step 0, a fresh
     optimizer) and at the end (its saved weights; the optimizer's state warmed on the run's last
@@ -192,7 +203,7 @@ def measure_run(cfg: dict, model_path: Path, data_dir: Path, probe_spec: dict, t
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     val, train = (TokenShard(Path(data_dir) / "tokens", split) for split in ("val", "train"))
-    probe = val.eval_batches(1, probe_spec["sequences"], probe_spec["tokens"])[0][0].to(device)
+    probe = val.eval_batches(1, probe_spec["sequences"], probe_tokens(probe_spec, cfg))[0][0].to(device)
     rows = []
     for time in times:
         model, optimizers, _ = build_population([cfg], device)
@@ -492,7 +503,10 @@ def analyze(ctx):
              + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}, "
                          f"seeds {', '.join(map(str, sorted(f.seed.unique())))}"
                          for g, f in frame.groupby("regime", sort=False))
-             + f"; probe {block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input",
+             + f"; probe {block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input"
+             + (f" (cut to the runs' context of {cut} tokens)" if (cut := min(
+                 (probe_tokens(block["probe"], r.config) for r in ctx.runs if r.run_id in set(frame.run_id)),
+                 default=block["probe"]["tokens"])) < block["probe"]["tokens"] else ""),
              "sweep LR (the narrowest width's best, used at every width): "
              + (", ".join(f"{labels[v]} 2^{math.log2(lr):g}" for v, lr in chosen.items()) or "none")]
     diverged = frame[np.isposinf(frame.value)].drop_duplicates("run_id")
