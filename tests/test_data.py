@@ -215,6 +215,8 @@ def test_a_pinned_distribution_missing_at_another_version_or_platform_specific_i
         pinned_sources({"nosuchpkg": "1.0"}, site)
     with pytest.raises(ValueError, match="none of the exact pins"):
         pinned_sources({"binpkg": "1.0"}, site)
+    # a compiled distribution gives no files: at another version (a GPU image's own) it changes nothing
+    assert [s["name"] for s in pinned_sources({"fakepkg": "1.0", "binpkg": "0.9"}, site)] == ["fakepkg"]
 
 
 def test_a_pinned_file_edited_after_install_stops_the_build_naming_it(tmp_path, monkeypatch):

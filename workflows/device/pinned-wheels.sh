@@ -7,5 +7,9 @@ set -euo pipefail
 root=$(git rev-parse --show-toplevel)
 pins=$("$root/.venv/bin/python" -c 'from optclaims.data.pinned import pinned_sources
 print(" ".join(s["name"] + "==" + s["version"] for s in pinned_sources()))')
-python3 -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" $pins
-echo "pinned wheels in .whl: $pins"
+# What those pins need that neither wheelhouse.sh nor the GPU image has, at the versions installed here: the
+# SLURM plugin imports its jobstep plugin when snakemake starts (every snakemake there failed without it).
+needs=$("$root/.venv/bin/python" -c 'from importlib.metadata import version
+print(" ".join(n + "==" + version(n) for n in ["snakemake-executor-plugin-slurm-jobstep"]))')
+python3 -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" $pins $needs
+echo "pinned wheels in .whl: $pins $needs"

@@ -52,7 +52,10 @@ def _record_hex(value: str) -> str:
 
 def pinned_sources(pins: dict[str, str] | None = None, path: list[str] | None = None) -> list[dict]:
     """[{"name", "version"}] of the pure-Python pinned distributions, sorted by name. Raises
-    ValueError naming the distribution when a pinned one is missing or at another version."""
+    ValueError naming the distribution when a pinned one is missing, or installed pure-Python at
+    another version. A platform-specific one (pandas, tokenizers) gives no files, so its version does
+    not change the corpus (the fingerprint names it where it changes the runs): a GPU image with its
+    own compiled packages builds the same corpus."""
     pins = exact_pins() if pins is None else pins
     sources = []
     for name, version in sorted(pins.items()):
@@ -60,11 +63,12 @@ def pinned_sources(pins: dict[str, str] | None = None, path: list[str] | None = 
         dist = next(iter(metadata.distributions(name=name, **where)), None)
         if dist is None:
             raise ValueError(f"corpus 'pinned': {name}=={version} (pinned in {PROJECT}'s requirements) is not installed")
+        if not _is_pure(dist):
+            continue
         if dist.version != version:
             raise ValueError(f"corpus 'pinned': {name} is installed at {dist.version}, but {PROJECT} pins "
                              f"{name}=={version}; install the pinned version (pip install '{name}=={version}')")
-        if _is_pure(dist):
-            sources.append({"name": name, "version": version, "dist": dist})
+        sources.append({"name": name, "version": version, "dist": dist})
     if not sources:
         raise ValueError(f"corpus 'pinned': none of the exact pins {sorted(pins)} is a pure-Python wheel")
     return sources
