@@ -111,7 +111,8 @@ def test_runtime_choices(tiny_run, monkeypatch):
 def test_a_compiled_population_trains_the_losses_of_the_eager_one(tiny_data, tiny_run, tmp_path):
     """torch.compile's branch (bench-population and the full scale's large populations on CUDA),
     exercised with inductor on the CPU: the same members, the same losses to float32 rounding
-    (inductor's fused kernels sum in another order; 12 steps grow that to about 2e-5)."""
+    (inductor's fused kernels sum in another order; 12 steps grow that to about 2e-5 on torch 2.13 and
+    1.3e-4 on 2.11, the GPU image's; hence 3e-4)."""
     def members(compile_, where):
         return [Member(tiny_run(optimizer="muon", compile=compile_, lr=lr, seed=k, steps=12, log_every=4), tmp_path / where / str(k))
                 for k, lr in enumerate((0.02, 0.005))]
@@ -119,9 +120,9 @@ def test_a_compiled_population_trains_the_losses_of_the_eager_one(tiny_data, tin
     compiled = train_population(members(True, "compiled"), tiny_data, tmp_path / "compiled")
     assert [s["compiled"] for s in compiled] == [True, True] and [s["compiled"] for s in eager] == [False, False]
     for e, c in zip(eager, compiled):
-        assert c["final_val_loss"] == pytest.approx(e["final_val_loss"], rel=1e-4)
+        assert c["final_val_loss"] == pytest.approx(e["final_val_loss"], rel=3e-4)
     rows = [pd.read_parquet(tmp_path / where / "0" / "metrics.parquet") for where in ("eager", "compiled")]
-    assert rows[1].train_loss.tolist() == pytest.approx(rows[0].train_loss.tolist(), rel=1e-4)
+    assert rows[1].train_loss.tolist() == pytest.approx(rows[0].train_loss.tolist(), rel=3e-4)
 
 
 def test_bf16_autocast_path_trains(tiny_data, tiny_run, tmp_path):
