@@ -498,15 +498,16 @@ def analyze(ctx):
     plot_statistics(ctx, frame, labels, variants)
     plot_exponents(ctx, exps, labels, variants, th)
     chosen = sweep_choice(ctx.runs, block)
+    measured_ids = set(frame.run_id)
+    cut = min((probe_tokens(block["probe"], r.config) for r in ctx.runs if r.run_id in measured_ids),
+              default=block["probe"]["tokens"])
     notes = [f"{frame.run_id.nunique()} runs measured ({', '.join(labels.values())}; {block['coord_sweep']['claim']}'s, and "
              f"copies of its coordinate check with the other coord_seeds); "
              + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}, "
                          f"seeds {', '.join(map(str, sorted(f.seed.unique())))}"
                          for g, f in frame.groupby("regime", sort=False))
              + f"; probe {block['probe']['sequences']} × {block['probe']['tokens']} validation tokens, each position one input"
-             + (f" (cut to the runs' context of {cut} tokens)" if (cut := min(
-                 (probe_tokens(block["probe"], r.config) for r in ctx.runs if r.run_id in set(frame.run_id)),
-                 default=block["probe"]["tokens"])) < block["probe"]["tokens"] else ""),
+             + (f" (cut to the runs' context of {cut} tokens)" if cut < block["probe"]["tokens"] else ""),
              "sweep LR (the narrowest width's best, used at every width): "
              + (", ".join(f"{labels[v]} 2^{math.log2(lr):g}" for v, lr in chosen.items()) or "none")]
     diverged = frame[np.isposinf(frame.value)].drop_duplicates("run_id")

@@ -37,9 +37,7 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
-from ..settings import DEFAULTS
-
-from ..settings import choices
+from ..settings import DEFAULTS, choices
 from .closure import evaluate_closure
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
