@@ -12,4 +12,12 @@ print(" ".join(s["name"] + "==" + s["version"] for s in pinned_sources()))')
 needs=$("$root/.venv/bin/python" -c 'from importlib.metadata import version
 print(" ".join(n + "==" + version(n) for n in ["snakemake-executor-plugin-slurm-jobstep"]))')
 python3 -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" $pins $needs
-echo "pinned wheels in .whl: $pins $needs"
+# pandas at its pin, for the GPU image's CPython 3.12: the image has a pandas of unknown version (its pip list
+# names no version), and the suite is tested on the pin. Needs only numpy >= 2.0.2 and python-dateutil, which
+# the image has (numpy 2.5.2).
+compiled=$("$root/.venv/bin/python" -c 'from importlib.metadata import version
+print(" ".join(n + "==" + version(n) for n in ["pandas"]))')
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d "$root/.whl" $compiled
+echo "pinned wheels in .whl: $pins $needs $compiled"

@@ -33,10 +33,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   || { echo "wheel install failed"; exit 1; }
 export PYTHONPATH=$PWD/src:/tmp/site PATH=/tmp/site/bin:$PATH HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 # a wheel missing from .whl fails here in seconds, not in every snakemake of the slot
-python3 -c 'import snakemake.cli, lm_eval.evaluator, datasets, optclaims.cli' 2>&1 | tail -3 | tee "$OUT/device.txt"
+python3 -c 'import snakemake.cli, lm_eval.evaluator, datasets, pandas, optclaims.cli' 2>&1 | tail -3 | tee "$OUT/device.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "the wheels do not import (above): add what is missing to workflows/device/pinned-wheels.sh"; exit 1; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
+  python3 -c 'import torch, sys, pandas; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
+    "pandas", pandas.__version__, "from", pandas.__file__)'
   echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "install seconds: $(( $(date +%s) - t0 ))"; } | tee "$OUT/device.txt"
 raw_results() {  # results/<scale> without checkpoints, token shards or corpus
