@@ -107,6 +107,34 @@ def test_tolerances_come_from_float_noise_when_bit_reproducible_and_from_the_see
     assert base["claims"]["adam_update_rms"]["figures"]["token multiplier"]["tolerance"] == 0
 
 
+def test_the_seed_spread_is_pooled_over_a_claims_seed_groups_by_degrees_of_freedom_else_over_every_claims():
+    """A two-seed group's own σ has one degree of freedom: every run of a claim gets the claim's pooled
+    σ, s² = Σ (n − 1)·s² / Σ (n − 1), where it has MIN_CLAIM_SEED_DOF; a claim with fewer gets every
+    claim's, a run two claims share counted once."""
+    f = figures(rule=SEEDED)
+    runs = f["reference_runs"]
+    runs["adam_update_rms/9"] = {**runs["adam_update_rms/0"], "run_id": "cccccccccccc", "seed_sigma": 0.04, "n_seeds": 2}
+    runs["mup_transfer/0"] = {**runs["adam_update_rms/0"], "run_id": "dddddddddddd", "claim": "mup_transfer",
+                              "seed_sigma": 0.02, "n_seeds": 5}
+    runs["stability_conditions/0"] = {**runs["mup_transfer/0"], "claim": "stability_conditions"}  # the same run
+    runs["clip_norm/0"] = {**runs["adam_update_rms/5"], "run_id": "eeeeeeeeeeee", "claim": "clip_norm"}
+    runs["clip_norm/1"] = {**runs["adam_update_rms/0"], "run_id": "ffffffffffff", "claim": "clip_norm",
+                           "seed_sigma": 0.001, "n_seeds": 3}  # 2 degrees of freedom: not its own
+    base = bless(f, "gpu")["reference_runs"]
+    adam = math.sqrt((2 * 0.01 ** 2 + 1 * 0.04 ** 2) / 3)
+    for key in ("adam_update_rms/0", "adam_update_rms/5", "adam_update_rms/9"):  # its own σ left aside
+        assert base[key]["tolerance"] == pytest.approx(3 * adam)
+        assert base[key]["basis"] == "3·σ_seed pooled over the seed groups of adam_update_rms (3 degrees of freedom)"
+    assert base["mup_transfer/0"]["tolerance"] == pytest.approx(3 * 0.02)
+    everywhere = math.sqrt((2 * 0.01 ** 2 + 0.04 ** 2 + 4 * 0.02 ** 2 + 2 * 0.001 ** 2) / 9)  # dddd once, not twice
+    for key in ("clip_norm/0", "clip_norm/1"):
+        assert base[key]["tolerance"] == pytest.approx(3 * everywhere)
+        assert base[key]["basis"] == "3·σ_seed pooled over every claim's seed groups (9 degrees of freedom)"
+    alone = figures(rule=SEEDED, **{"reference_runs::adam_update_rms/0::seed_sigma": None,
+                                    "reference_runs::adam_update_rms/0::n_seeds": 1})
+    assert bless(alone, "gpu")["reference_runs"]["adam_update_rms/0"]["basis"] == "max(0.05·|value|, 0.02)"
+
+
 def test_blessing_needs_a_reason_keeps_the_record_of_earlier_blessings_and_refuses_another_scale(tmp_path):
     with pytest.raises(ValueError, match="needs a reason"):
         bless(figures(), "  ")

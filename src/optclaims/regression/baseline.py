@@ -18,29 +18,57 @@ from ..atomic import read_json, write_json
 from .figures import tolerance_rule
 
 
-def tolerance(value, rule: dict, *, sigma: float | None = None, interval: tuple | None = None,
-              pooled_sigma: float | None = None) -> tuple[float, str]:
+def tolerance(value, rule: dict, *, spread: tuple[float, int, str] | None = None,
+              interval: tuple | None = None) -> tuple[float, str]:
     """(tolerance, how it was set) for one figure.
 
     Bit-reproducible scales: float-summation noise only, atol + rtol·|value|. Otherwise the seed
-    spread: k·σ_seed of the run's own seed group, else k·σ pooled over the reference runs that
-    have seeds; for a claim figure half its reported interval, never below figure_rtol·|value| or
-    figure_atol."""
+    spread: k·σ_seed, ``spread`` = (σ, its degrees of freedom, what it was pooled over) from
+    ``seed_spreads``; for a claim figure half its reported interval, never below
+    figure_rtol·|value| or figure_atol."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return 0.0, "exact (not a number)"
     if rule["deterministic"]:
         return rule["atol"] + rule["rtol"] * abs(value), f"bit-reproducible: {rule['atol']:g} + {rule['rtol']:g}·|value|"
     k = rule["seed_sigmas"]
-    if sigma is not None:
-        return k * sigma, f"{k:g}·σ_seed of its seed group"
-    if pooled_sigma is not None:
-        return k * pooled_sigma, f"{k:g}·σ_seed pooled over the seeded reference runs"
+    if spread is not None:
+        sigma, _, over = spread
+        return k * sigma, f"{k:g}·σ_seed pooled over {over}"
     floor = max(rule["figure_rtol"] * abs(value), rule["figure_atol"])
     if interval and None not in interval:
         half = (interval[1] - interval[0]) / 2
         if half > floor:
             return half, "half its reported interval"
     return floor, f"max({rule['figure_rtol']:g}·|value|, {rule['figure_atol']:g})"
+
+
+# Fewest degrees of freedom a claim's own pooled σ_seed needs to be used: with 3, s falls below σ/3 in
+# under one draw of twenty (P(χ²₃/3 < 1/9) = 0.046); with fewer, every claim's groups are pooled.
+MIN_CLAIM_SEED_DOF = 3
+
+
+def seed_spreads(runs: dict) -> tuple[dict[str, tuple[float, int, str]], tuple[float, int, str] | None]:
+    """σ_seed of one run's final validation loss, pooled over each claim's seed groups, and over
+    every claim's (a run two claims share counted once) for a claim whose groups have fewer than
+    MIN_CLAIM_SEED_DOF degrees of freedom: s² = Σ (n_g − 1)·s_g² / Σ (n_g − 1), over the reference
+    runs' groups g of n_g finished seeds.
+
+    Pooled, not each group's own: a group of two seeds measures σ with one degree of freedom, and
+    its s falls below σ/3 in one draw of four (P(χ²₁ < 1/9) = 0.26), where 3·s would pass
+    nothing wider than σ. Within a claim the runs share shape and steps, so one σ serves them all."""
+    def pooled(groups: list[dict], over: str):
+        dof = sum(r["n_seeds"] - 1 for r in groups)
+        ss = sum((r["n_seeds"] - 1) * r["seed_sigma"] ** 2 for r in groups)
+        return (math.sqrt(ss / dof), dof, f"{over} ({dof} degree{'s' * (dof != 1)} of freedom)") if dof else None
+
+    seeded = [r for r in runs.values() if r.get("seed_sigma") is not None and r.get("n_seeds", 0) >= 2]
+    by_claim = {}
+    for claim in sorted({r["claim"] for r in seeded}):
+        spread = pooled([r for r in seeded if r["claim"] == claim], f"the seed groups of {claim}")
+        if spread is not None and spread[1] >= MIN_CLAIM_SEED_DOF:
+            by_claim[claim] = spread
+    once = list({r["run_id"]: r for r in seeded}.values())
+    return by_claim, pooled(once, "every claim's seed groups")
 
 
 def environment_tolerance(value, elsewhere: list, level: float) -> float | None:
@@ -83,8 +111,7 @@ def bless(figures: dict, reason: str, previous: dict | None = None, replicas: li
     rule = tolerance_rule(figures["tolerance"])  # figures measured before a setting existed get its default
     spread = {**rule, "deterministic": False}  # the statistical regime: the seed spread, whatever the scale
     level, n_env = spread["environment_level"], 1 + len(replicas)
-    sigmas = [r["seed_sigma"] for r in figures["reference_runs"].values() if r["seed_sigma"] is not None]
-    pooled = math.sqrt(statistics.fmean(s * s for s in sigmas)) if sigmas else None
+    by_claim, everywhere = seed_spreads(figures["reference_runs"])
 
     def tolerances(value, elsewhere: list, **spread_of) -> dict:
         tol, basis = tolerance(value, rule, **spread_of)
@@ -113,7 +140,7 @@ def bless(figures: dict, reason: str, previous: dict | None = None, replicas: li
         runs[key] = {k_: r[k_] for k_ in ("run_id", "claim", "config", "status", "final_val_loss", "n_seeds", "device",
                                           "seed_sigma")}
         runs[key].update(tolerances(r["final_val_loss"], replica_values(lambda x: x["reference_runs"][key]["final_val_loss"]),
-                                    sigma=r["seed_sigma"], pooled_sigma=pooled))
+                                    spread=by_claim.get(r["claim"]) or everywhere))
 
     blessing = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "by": _user(),
                 "reason": reason.strip(), "git_commit": figures.get("git_commit"),

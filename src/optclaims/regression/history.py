@@ -53,8 +53,8 @@ def _tolerance_line(rule: dict, statistical: bool) -> str:
     if rule["deterministic"] and not statistical:
         return ("bit-reproducible runs, float-summation noise only "
                 f"(atol {rule['atol']:g} + rtol {rule['rtol']:g}·|baseline|)")
-    return (f"{rule['seed_sigmas']:g} seed standard deviations of a reference run's seed group (pooled over the "
-            f"seeded reference runs where it has none); claim figures half their reported interval, at least "
+    return (f"{rule['seed_sigmas']:g} seed standard deviations, pooled over the seed groups of the reference run's "
+            f"claim (over every claim's where it has none); claim figures half their reported interval, at least "
             f"max({rule['figure_rtol']:g}·|baseline|, {rule['figure_atol']:g})")
 
 
