@@ -4,10 +4,15 @@
 # (`bash ../shared/device/wheelhouse.sh && bash workflows/device/pinned-wheels.sh`):
 #   bash workflows/device/run-gpu.sh CLAIM [CLAIM...]   the gpu scale of those claims, packed by
 #                                                       `optclaims pack-reference` into $OUT/reference-gpu.tgz
-#   BENCH=1 ...                                         first `optclaims bench-population` (K = $BENCH_MEMBERS,
+#   BENCH=1 ...                                         also `optclaims bench-population` (K = $BENCH_MEMBERS,
 #                                                       default 1,8; at most $BENCH_S seconds, default 150; then
 #                                                       the small shape at batch 8, eager, within 60 s), its rows
-#                                                       in $OUT/throughput-rows.csv for workflows/throughput.csv
+#                                                       in $OUT/throughput-rows.csv for workflows/throughput.csv,
+#                                                       alone on the GPU: after the claims, which leave it at
+#                                                       least $BENCH_RESERVE_S seconds (default 90); first when
+#                                                       no claim is named. The claims go first because their
+#                                                       cost rests on estimated rows and a verdict cut short is
+#                                                       lost, while the bench records row by row.
 #   NIGHTLY=1 ...                                       meanwhile the smoke nightly on the host's CPU
 #                                                       ($NIGHTLY_CORES cores, default 6, GPU hidden, in a copy of
 #                                                       the checkout) against the committed baseline: another
@@ -52,8 +57,8 @@ if [ -n "${SMOKE:-}" ]; then
   tail -25 "$OUT/run.log"; raw_results smoke; ls -la "$OUT"; exit 0
 fi
 
-if [ -n "${BENCH:-}" ]; then  # alone on the GPU, before anything else uses it
-  bench_s=${BENCH_S:-150}
+run_bench() {  # alone on the GPU: nothing else of this script uses it meanwhile
+  local bench_s=${BENCH_S:-150}
   timeout "$(( $(left) < bench_s ? $(left) : bench_s ))" optclaims bench-population \
     --members "${BENCH_MEMBERS:-1,8}" --json "$OUT/bench.json" --record "$OUT/throughput-rows.csv" > "$OUT/bench.log" 2>&1
   note "bench-population rc=$?, seconds since start: $(( $(date +%s) - t0 ))"
@@ -62,6 +67,10 @@ if [ -n "${BENCH:-}" ]; then  # alone on the GPU, before anything else uses it
     --no-compile --record "$OUT/throughput-rows.csv" >> "$OUT/bench.log" 2>&1
   note "bench-population (small, batch 8) rc=$?, seconds since start: $(( $(date +%s) - t0 ))"
   tail -16 "$OUT/bench.log"
+}
+bench_reserve=0
+if [ -n "${BENCH:-}" ]; then
+  if [ $# -ge 1 ]; then bench_reserve=${BENCH_RESERVE_S:-90}; else run_bench; fi
 fi
 
 cores=$(nproc)
@@ -83,13 +92,18 @@ fi
 if [ $# -ge 1 ]; then
   claims=$(IFS=,; echo "$*")
   # the pack and its archive need a few seconds after the claims' snakemake ends
-  timeout "$(left 20)" snakemake --cores "$cores" --config scale=gpu "claims=[$claims]" --resources gpu=1 \
+  timeout "$(left $(( 20 + bench_reserve )))" snakemake --cores "$cores" --config scale=gpu "claims=[$claims]" --resources gpu=1 \
     --rerun-incomplete --keep-going > "$OUT/run.log" 2>&1
-  note "gpu scale of $claims on $cores cores: snakemake rc=$?, seconds since start: $(( $(date +%s) - t0 ))"
+  rc=$?
+  note "gpu scale of $claims on $cores cores: snakemake rc=$rc, seconds since start: $(( $(date +%s) - t0 ))"
+  # cut off (124): no job of it may go on holding the GPU or writing results/gpu while the pack and the bench run
+  # (the nightly's jobs name results/smoke in their copy of the checkout)
+  [ "$rc" -ne 124 ] || { pkill -f 'results/gpu/' && sleep 3; pkill -9 -f 'results/gpu/'; }
   tail -25 "$OUT/run.log"
   optclaims pack-reference --scale-dir results/gpu --claims "$claims" --out "$OUT/reference-gpu.tgz" 2>&1 \
     | tee -a "$OUT/device.txt"
   [ -f "$OUT/reference-gpu.tgz" ] || raw_results gpu
+  [ -z "${BENCH:-}" ] || run_bench
 elif [ -z "${BENCH:-}${NIGHTLY:-}" ]; then
   echo "name at least one claim, or set BENCH=1, NIGHTLY=1 or SMOKE=1"; exit 2
 fi
