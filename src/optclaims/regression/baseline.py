@@ -55,7 +55,9 @@ def seed_spreads(runs: dict) -> tuple[dict[str, tuple[float, int, str]], tuple[f
 
     Pooled, not each group's own: a group of two seeds measures σ with one degree of freedom, and
     its s falls below σ/3 in one draw of four (P(χ²₁ < 1/9) = 0.26), where 3·s would pass
-    nothing wider than σ. Within a claim the runs share shape and steps, so one σ serves them all."""
+    nothing wider than σ. One σ for all of a claim's runs assumes the seed moves the loss about as
+    much everywhere on its grid (widths and batch sizes differ within some claims); where an
+    environment change was measured to move a run more, the replica's spread widens it."""
     def pooled(groups: list[dict], over: str):
         dof = sum(r["n_seeds"] - 1 for r in groups)
         ss = sum((r["n_seeds"] - 1) * r["seed_sigma"] ** 2 for r in groups)
