@@ -365,9 +365,13 @@ def readme_lm_eval_command() -> str:
 
 
 def lm_eval_command_line(command: str, run: Path, data: Path) -> list[str]:
-    """The README's command with its placeholders filled in, run with the installed script."""
+    """The README's command with its placeholders filled in, run with the installed script: the one
+    beside this interpreter (its venv's), else the one on PATH (a ``pip install --target`` puts it in
+    the target's bin/, as run-gpu.sh does on the GPU host)."""
     argv = shlex.split(command.replace("RUN", str(run)).replace("DATA", str(data)))
-    return [shutil.which("optclaims-lm-eval", path=str(Path(sys.executable).parent)), *argv[1:]]
+    script = shutil.which("optclaims-lm-eval", path=str(Path(sys.executable).parent)) or shutil.which("optclaims-lm-eval")
+    assert script, "optclaims-lm-eval is installed neither beside this interpreter nor on PATH"
+    return [script, *argv[1:]]
 
 
 def test_lm_eval_cli_with_the_optclaims_model(env, tmp_path):
