@@ -8,8 +8,10 @@ Su, kexue.fm/archives/11340: a good model f(x; ω) keeps, as maxima over inputs 
 The runs are another claim's (``coord_sweep``, e.g. mup_transfer's), the same run_ids, trained
 once, in two regimes: ``coord``, its coordinate check (k steps at one large LR for every width),
 and ``sweep``, its LR sweep's first seed at the LR the narrowest width finds best, the same LR at
-every width, trained to the end of its schedule. The only runs of its own are copies of the
-coordinate check with the other seeds of ``coord_seeds``, so each width there has several runs.
+every width, trained to the end of its schedule. The only runs of its own are copies with other
+seeds, so each width has several runs: of the coordinate check with the other ``coord_seeds`` (the
+plan), and of the trained runs at the chosen LR with the other ``sweep_seeds`` (``select_runs``,
+once the sweep's first seed has chosen the LR).
 After training, each run is measured from its saved weights (``model.safetensors``) and, for the
 coordinate check, from its initialisation (ω_0, rebuilt from the config, as the trainer builds
 it): the statistics on a fixed probe batch from the validation split, each input one token
@@ -34,7 +36,7 @@ import torch
 from safetensors.torch import load_file
 from scipy import stats
 
-from optclaims.analysis import measured, sub_claim
+from optclaims.analysis import measured, run_fields, sub_claim
 from optclaims.claims import load_claim, load_claim_module
 from optclaims.data.shards import TokenShard
 from optclaims.errors import ConfigError
@@ -72,15 +74,29 @@ def regime_of(cfg: dict) -> str:
     return "coord" if cfg.get("activation_steps") else "sweep"
 
 
-def coord_seeds(block: dict, src: dict) -> list[int]:
-    """The scale's ``coord_seeds``, checked: the coordinate check's seeds, the source claim's own
-    (its runs, trained once for both claims) and the extra ones whose copies this claim trains."""
-    seeds = block.get("coord_seeds")
+def seed_list(block: dict, key: str, src: dict) -> list[int]:
+    """The scale's ``key`` (a list of seeds), checked: distinct integers ≥ 0 that include the source
+    claim's seed (its runs, trained once for both claims)."""
+    seeds = block.get(key)
     if (not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
             or len(set(seeds)) != len(seeds) or src["seed"] not in seeds):
-        raise ConfigError(f"invalid stability_conditions scale: coord_seeds = {seeds!r} must be a list of distinct seeds "
+        raise ConfigError(f"invalid stability_conditions scale: {key} = {seeds!r} must be a list of distinct seeds "
                           f"(integers ≥ 0) that includes the source claim's seed {src['seed']}")
     return seeds
+
+
+def coord_seeds(block: dict, src: dict) -> list[int]:
+    """The coordinate check's seeds: the source claim's own and the extra ones whose copies this
+    claim trains in its plan."""
+    return seed_list(block, "coord_seeds", src)
+
+
+def sweep_seeds(block: dict, src: dict) -> list[int]:
+    """The trained regime's seeds: the source claim's first seed (its LR sweep) and the extra ones
+    this claim's ``select_runs`` trains at the LR chosen from it (a run the source claim's own later
+    stage also chose, such as mup_transfer's seed check at its optimum, is trained once: the
+    trainer locks each run)."""
+    return seed_list(block, "sweep_seeds", src)
 
 
 def plan_runs(block: dict) -> list[dict]:
@@ -90,6 +106,7 @@ def plan_runs(block: dict) -> list[dict]:
     own: four steps each, so each width has several independent runs)."""
     src, module = source_block(block)
     seeds = coord_seeds(block, src)
+    sweep_seeds(block, src)  # checked before any run: select_runs reads it once the sweep is trained
     regimes = block["regimes"]
     if not regimes or set(regimes) - set(REGIMES):
         raise ConfigError(f"invalid stability_conditions scale: regimes = {regimes!r} must be some of {', '.join(REGIMES)}")
@@ -105,6 +122,19 @@ def plan_runs(block: dict) -> list[dict]:
                           "fit the model's context)")
     copies = [{**f, "seed": s} for f in keep if regime_of(f) == "coord" for s in seeds if s != f["seed"]]
     return keep + copies
+
+
+def select_runs(ctx) -> list[dict]:
+    """Stage 2: the trained regime's other seeds. At every width of the sweep, each variant's run at
+    the LR its narrowest width's first seed finds best (``sweep_choice``), again with each other seed
+    of ``sweep_seeds`` (the same config but the seed), so each width has one trained run per seed."""
+    block = ctx.scale_spec
+    src, module = source_block(block)
+    extra = [s for s in sweep_seeds(block, src) if s != src["seed"]]
+    chosen = sweep_choice(ctx.runs, block)
+    return [{**run_fields(r.config), "seed": s} for r in ctx.runs
+            if regime_of(r.config) == "sweep" and r.config["seed"] == src["seed"]
+            and math.isclose(r.config["lr"], chosen.get(module.variant_of(r.config, src), math.nan)) for s in extra]
 
 
 # ------------------------------------------------------------------ the three statistics
@@ -239,11 +269,11 @@ def sweep_choice(runs, block: dict) -> dict[str, float]:
 
 def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
     """Long frame (FRAME_COLUMNS): every coordinate-check run (each of ``coord_seeds``) at both
-    times, and the sweep's runs at each variant's ``sweep_choice`` at the end. A diverged run is a
+    times, and the sweep's runs at each variant's ``sweep_choice`` (each of ``sweep_seeds``) at the end. A diverged run is a
     result, not measured: a point of value +∞ for every condition on the logits at the end. A run
     that finished ok without its weights on disk is an error (FileNotFoundError), not skipped."""
     src, module = source_block(block)
-    seeds = coord_seeds(block, src)
+    seeds = {"coord": coord_seeds(block, src), "sweep": sweep_seeds(block, src)}
     chosen = sweep_choice(runs, block)
     rows = []
     for r in runs:
@@ -251,9 +281,9 @@ def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
         variant, regime = module.variant_of(r.config, src), regime_of(r.config)
         if regime not in block["regimes"] or variant not in block["variants"]:
             continue
-        if regime == "coord" and r.config["seed"] not in seeds:
+        if r.config["seed"] not in seeds[regime]:
             continue
-        if regime == "sweep" and (r.config["seed"] != src["seed"] or not math.isclose(r.config["lr"], chosen.get(variant, math.nan))):
+        if regime == "sweep" and not math.isclose(r.config["lr"], chosen.get(variant, math.nan)):
             continue
         meta = {"run_id": r.run_id, "variant": variant, "width": r.config["d_model"], "seed": r.config["seed"],
                 "regime": regime}
@@ -502,7 +532,8 @@ def analyze(ctx):
     cut = min((probe_tokens(block["probe"], r.config) for r in ctx.runs if r.run_id in measured_ids),
               default=block["probe"]["tokens"])
     notes = [f"{frame.run_id.nunique()} runs measured ({', '.join(labels.values())}; {block['coord_sweep']['claim']}'s, and "
-             f"copies of its coordinate check with the other coord_seeds); "
+             f"copies with the other seeds: of its coordinate check (coord_seeds) and of its trained runs at the sweep LR "
+             f"(sweep_seeds)); "
              + "; ".join(f"{REGIMES[g]}: widths {', '.join(map(str, sorted(f.width.unique())))}, "
                          f"seeds {', '.join(map(str, sorted(f.seed.unique())))}"
                          for g, f in frame.groupby("regime", sort=False))
