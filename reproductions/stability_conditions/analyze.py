@@ -269,9 +269,10 @@ def sweep_choice(runs, block: dict) -> dict[str, float]:
 
 def measurement_frame(runs, block: dict, scale_dir: Path) -> pd.DataFrame:
     """Long frame (FRAME_COLUMNS): every coordinate-check run (each of ``coord_seeds``) at both
-    times, and the sweep's runs at each variant's ``sweep_choice`` (each of ``sweep_seeds``) at the end. A diverged run is a
-    result, not measured: a point of value +∞ for every condition on the logits at the end. A run
-    that finished ok without its weights on disk is an error (FileNotFoundError), not skipped."""
+    times, and the sweep's runs at each variant's ``sweep_choice`` (each of ``sweep_seeds``) at the
+    end. A diverged run is a result, not measured: a point of value +∞ for every condition on the
+    logits at the end. A run that finished ok without its weights on disk is an error
+    (FileNotFoundError), not skipped."""
     src, module = source_block(block)
     seeds = {"coord": coord_seeds(block, src), "sweep": sweep_seeds(block, src)}
     chosen = sweep_choice(runs, block)
